@@ -1,0 +1,1 @@
+"""The ``xlm`` command line. One module per command group; none imports torch at module level."""

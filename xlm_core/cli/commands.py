@@ -1,0 +1,11 @@
+"""Which command groups the ``xlm`` app has. Each module adds its commands with ``register(app)``."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from xlm_core.cli import plugins
+
+    plugins.register(app)

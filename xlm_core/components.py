@@ -1,0 +1,215 @@
+"""The typed runtime contracts every family implements: Model, Loss, Predictor, Collator.
+
+Configs are pydantic (``xlm_core.plugins``); the records that carry tensors at
+run time are attrs classes with slots. A family builds each component from its
+config, the vocabulary (:class:`Vocab`) and, for collators and predictors, the
+task's :class:`DataShape`:
+
+=========  ===========================================  ===============================================
+kind       constructed as                               called as
+=========  ===========================================  ===============================================
+model      ``Model(config, vocab)`` (an ``nn.Module``)  ``model(input_ids, attention_mask) -> ModelOutput``
+loss       ``Loss(config, vocab)``                      ``loss(model, batch) -> LossOutput``
+collator   ``Collator(config, vocab, shape)``           ``collator(examples, generator=None) -> Batch``
+predictor  ``Predictor(config, vocab, shape)``          ``predictor.predict(model, prompts, *, settings,
+                                                        seeds, record_steps=False) -> Prediction``
+=========  ===========================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:  # this module stays importable without torch (tasks and configs use its records)
+    import torch
+    from torch import Tensor, nn
+
+NLLKind = Literal["exact", "bound", "none"]
+IGNORE_INDEX = -100
+
+
+@attrs.frozen(slots=True)
+class Vocab:
+    """Vocabulary size and the special token ids every tokenizer provides."""
+
+    size: int
+    pad_id: int
+    mask_id: int
+    bos_id: int
+    eos_id: int
+    cls_id: int
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        return (self.pad_id, self.mask_id, self.bos_id, self.eos_id, self.cls_id)
+
+
+@attrs.frozen(slots=True)
+class DataShape:
+    """Length budgets of a task: longest prompt and longest target (content tokens, no EOS)."""
+
+    prompt_length: int
+    target_length: int
+
+
+@attrs.frozen(slots=True)
+class Example:
+    """One training or evaluation example. Unconditional text has an empty prompt.
+
+    ``target_ids`` holds content tokens only; each family adds EOS, padding or
+    masks as its corruption requires.
+    """
+
+    prompt_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+
+
+@attrs.define(slots=True)
+class Batch:
+    """What a collator produces and a loss consumes.
+
+    Shapes: ``input_ids``, ``attention_mask`` and ``targets`` are ``(B, L)``;
+    ``attention_mask`` is bool (True = a real position the model attends to);
+    ``targets`` holds token ids where the loss applies and ``IGNORE_INDEX``
+    elsewhere. ``extras`` carries family-specific tensors whose first dimension
+    is ``B`` (noise levels, gap counts, stop targets, ...).
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    targets: Tensor
+    extras: dict[str, Tensor] = attrs.field(factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:  # Lightning moves batches with this
+        return Batch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.targets.to(device),
+            {k: v.to(device) for k, v in self.extras.items()},
+        )
+
+
+@attrs.define(slots=True)
+class ModelOutput:
+    """``logits``: ``(B, L, vocab_size)``. ``extras``: family heads such as a stop logit ``(B,)``."""
+
+    logits: Tensor
+    extras: dict[str, Tensor] = attrs.field(factory=dict)
+
+
+@attrs.define(slots=True)
+class LossOutput:
+    """What a loss returns.
+
+    ``loss`` is the scalar the optimiser sees. ``nll_sum / n_tokens`` is a per-token
+    NLL (``nll_kind == "exact"``) or an upper bound on it (``"bound"``), counted over
+    the same target tokens (content + EOS) in every family so numbers compare;
+    ``nll_sum`` is None when the family has no likelihood (``"none"``). ``metrics``
+    are scalars averaged over batches and logged under their names.
+    """
+
+    loss: Tensor
+    n_tokens: Tensor
+    nll_sum: Tensor | None = None
+    metrics: dict[str, Tensor] = attrs.field(factory=dict)
+
+
+@attrs.define(slots=True)
+class Prediction:
+    """What a predictor returns for ``B`` prompts.
+
+    ``ids`` ``(B, L_max)``: the generated target tokens only (no prompt, no EOS),
+    padded with PAD after ``lengths[b]``. ``steps`` ``(B,)``: decoding steps each
+    row took. ``nfe`` ``(B,)``: model forward passes each row took part in.
+    ``history[b]`` (when ``record_steps``) lists the row's target after every step,
+    MASK standing for a position not yet decided.
+    """
+
+    ids: Tensor
+    lengths: Tensor
+    steps: Tensor
+    nfe: Tensor
+    history: list[list[list[int]]] | None = None
+
+    def sequences(self) -> list[list[int]]:
+        return [row[:n].tolist() for row, n in zip(self.ids, self.lengths.tolist(), strict=True)]
+
+
+@runtime_checkable
+class Collator(Protocol):
+    def __call__(self, examples: Sequence[Example], generator: torch.Generator | None = None) -> Batch: ...
+
+
+@runtime_checkable
+class Loss(Protocol):
+    nll_kind: ClassVar[NLLKind]
+
+    def __call__(self, model: nn.Module, batch: Batch) -> LossOutput: ...
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    def step_budget(self, settings: Any) -> int:
+        """The most decoding steps ``predict`` may take for one row under ``settings``."""
+        ...
+
+    def predict(
+        self,
+        model: nn.Module,
+        prompts: Sequence[Sequence[int]],
+        *,
+        settings: Any,
+        seeds: Sequence[int],
+        record_steps: bool = False,
+    ) -> Prediction: ...
+
+
+_CONSTRUCTOR_ARITY = {"model": 2, "loss": 2, "collator": 3, "predictor": 3}
+
+
+def contract_violation(kind: str, obj: Any) -> str | None:
+    """Why a resolved component class does not satisfy its contract, or None when it does."""
+    if not isinstance(obj, type):
+        return f"is {type(obj).__name__}, expected a class"
+    from torch import nn
+
+    if kind == "model" and not issubclass(obj, nn.Module):
+        return "must subclass torch.nn.Module"
+    if kind == "loss":
+        if getattr(obj, "nll_kind", None) not in ("exact", "bound", "none"):
+            return "must declare nll_kind = 'exact' | 'bound' | 'none'"
+        if not callable(getattr(obj, "__call__", None)) or "__call__" not in _own_attrs(obj):
+            return "must define __call__(model, batch) -> LossOutput"
+    if kind == "collator" and "__call__" not in _own_attrs(obj):
+        return "must define __call__(examples, generator=None) -> Batch"
+    if kind == "predictor":
+        if not callable(getattr(obj, "predict", None)):
+            return "must define predict(model, prompts, *, settings, seeds, record_steps=False)"
+        if not callable(getattr(obj, "step_budget", None)):
+            return "must define step_budget(settings) -> int"
+    try:
+        params = [
+            p
+            for p in inspect.signature(obj.__init__).parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return None
+    arity = _CONSTRUCTOR_ARITY[kind]
+    required = [p for p in params if p.default is p.empty]
+    if len(required) > arity or len(params) < arity:
+        names = "config, vocab" + (", shape" if arity == 3 else "")
+        return f"constructor must accept ({names})"
+    return None
+
+
+def _own_attrs(cls: type) -> set[str]:
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}

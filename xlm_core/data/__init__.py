@@ -1,0 +1,1 @@
+"""Built-in tasks, tokenizers and the Lightning data module."""

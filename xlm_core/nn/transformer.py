@@ -1,0 +1,296 @@
+"""The rotary transformer every family builds on: causal (ARLM) or bidirectional (MDLM, MLM, ILM).
+
+Inference state is not kept here: a :class:`KVCache` is created and owned by a
+predictor and passed into ``forward``; the module only reads and appends to it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xlm_core.plugins.manifest import FamilyConfig
+
+
+class KVCache:
+    """Key/value buffers for causal decoding, one slot per position, shared write position.
+
+    Prompts are left-padded so every row writes its next token at the same slot;
+    ``key_mask`` marks which slots hold real tokens. ``select(rows)`` drops
+    finished rows so that they stop costing compute.
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_heads: int,
+        head_dim: int,
+        max_length: int,
+        *,
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ):
+        shape = (n_layers, batch_size, n_heads, max_length, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def select(self, rows: Tensor) -> None:
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+        self.key_mask = self.key_mask[rows]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x.to(dtype) * self.weight
+
+
+def rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotate ``x`` ``(B, H, L, D)`` by angles of ``positions`` ``(B, L)`` (half-split convention)."""
+    half = x.shape[-1] // 2
+    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq  # (B, 1, L, half)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, cond_dim: int | None):
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm1 = RMSNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.norm2 = RMSNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, d_ff, bias=False), nn.GELU(), nn.Linear(d_ff, d_model, bias=False)
+        )
+        self.dropout = nn.Dropout(dropout)
+        # adaLN: the condition predicts shift/scale/gate for both sub-layers; zero-initialised
+        # so a conditioned model starts as the unconditioned one.
+        self.ada = nn.Linear(cond_dim, 6 * d_model) if cond_dim else None
+        if self.ada is not None:
+            nn.init.zeros_(self.ada.weight)
+            nn.init.zeros_(self.ada.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        attn_mask: Tensor | None,
+        is_causal: bool,
+        cond: Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        if self.ada is not None and cond is not None:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)
+        else:
+            shift1 = scale1 = shift2 = scale2 = 0.0
+            gate1 = gate2 = 1.0
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.dropout(self._attend(h, positions, attn_mask, is_causal, cache, layer))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.dropout(self.mlp(h))
+
+    def _attend(
+        self,
+        h: Tensor,
+        positions: Tensor,
+        attn_mask: Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        b, length, d = h.shape
+        q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = rotary(q, positions), rotary(k, positions)
+        if cache is not None:
+            start = cache.length
+            cache.k[layer, :, :, start : start + length] = k
+            cache.v[layer, :, :, start : start + length] = v
+            k = cache.k[layer, :, :, : start + length]
+            v = cache.v[layer, :, :, : start + length]
+        p = self.dropout.p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
+        return self.proj(out.transpose(1, 2).reshape(b, length, d))
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of a scalar noise level per example, then an MLP."""
+
+    def __init__(self, dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+        args = t.float()[:, None] * 1000.0 * freqs
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+
+
+class Transformer(nn.Module):
+    """Token embedding, rotary pre-norm blocks, final norm and a vocabulary head.
+
+    ``forward`` returns hidden states ``(B, L, d_model)``; ``logits(hidden)`` maps
+    them to ``(B, L, vocab_size)``. Families add their own heads on the hidden
+    states (e.g. ILM's stop head).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        causal: bool = False,
+        time_conditioning: bool = False,
+        tie_embeddings: bool = True,
+    ):
+        super().__init__()
+        self.causal = causal
+        self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.time_embed = TimestepEmbedding(d_model) if time_conditioning else None
+        cond_dim = d_model if time_conditioning else None
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, d_ff or 4 * d_model, dropout, cond_dim) for _ in range(n_layers)
+        )
+        self.norm = RMSNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.apply(_init_weights)
+        if tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    @classmethod
+    def from_config(
+        cls, config: FamilyConfig, vocab_size: int, *, causal: bool = False, time_conditioning: bool = False
+    ) -> Transformer:
+        return cls(
+            vocab_size,
+            d_model=config.d_model,
+            n_layers=config.n_layers,
+            n_heads=config.n_heads,
+            d_ff=config.d_ff,
+            dropout=config.dropout,
+            causal=causal,
+            time_conditioning=time_conditioning,
+            tie_embeddings=config.tie_embeddings,
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def new_cache(self, batch_size: int, max_length: int, device: torch.device | str) -> KVCache:
+        dtype = self.embed.weight.dtype
+        if torch.is_autocast_enabled(torch.device(device).type):
+            dtype = torch.get_autocast_dtype(torch.device(device).type)
+        return KVCache(
+            self.n_layers, batch_size, self.n_heads, self.head_dim, max_length, device=device, dtype=dtype
+        )
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        positions: Tensor | None = None,
+        cond: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Hidden states for ``input_ids`` ``(B, L)``.
+
+        ``attention_mask`` (bool ``(B, L)``, True = real token) hides padding keys;
+        pass None when there is none so attention takes its fastest path.
+        ``positions`` default to ``0..L-1`` (causal: the running count of real tokens,
+        so left padding does not shift positions). ``cond`` ``(B,)`` is a noise level
+        for time-conditioned models. With ``cache`` (causal only) the new tokens attend
+        to everything cached before them and are appended to it.
+        """
+        b, length = input_ids.shape
+        device = input_ids.device
+        if cache is not None:
+            if not self.causal:
+                raise ValueError("a KV cache needs a causal transformer")
+            new_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+            cache.key_mask[:, cache.length : cache.length + length] = new_mask
+        if positions is None:
+            if self.causal and attention_mask is not None:
+                base = cache.key_mask[:, : cache.length].sum(1, keepdim=True) if cache is not None else 0
+                positions = (base + attention_mask.long().cumsum(1) - 1).clamp(min=0)
+            else:
+                offset = cache.length if cache is not None else 0
+                positions = torch.arange(offset, offset + length, device=device).expand(b, length)
+        attn_mask, is_causal = self._mask(attention_mask, length, cache, device)
+        c = None
+        if self.time_embed is not None:
+            if cond is None:
+                raise ValueError("this transformer is time-conditioned: pass cond=(B,) noise levels")
+            c = self.time_embed(cond)
+        x = self.embed(input_ids)
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions, attn_mask, is_causal, c, cache, i)
+        if cache is not None:
+            cache.length += length
+        return self.norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.head(hidden)
+
+    def _mask(
+        self, attention_mask: Tensor | None, length: int, cache: KVCache | None, device: torch.device
+    ) -> tuple[Tensor | None, bool]:
+        if cache is None and attention_mask is None:
+            return None, self.causal
+        if cache is not None:
+            keys = cache.key_mask[:, : cache.length + length]  # already includes the new tokens
+            offset = cache.length
+        else:
+            keys = attention_mask
+            offset = 0
+        n_keys = keys.shape[1]
+        mask = keys[:, None, None, :].expand(-1, 1, length, n_keys)
+        q_pos = torch.arange(length, device=device)[:, None] + offset
+        k_pos = torch.arange(n_keys, device=device)[None, :]
+        if self.causal:
+            mask = mask & (k_pos <= q_pos)
+        # A query whose keys are all hidden (a padding position) would produce NaN;
+        # letting every position see itself keeps the output finite and changes nothing real.
+        mask = mask | (k_pos == q_pos)
+        return mask, False
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear) and module.weight.requires_grad:
+        if getattr(module, "_skip_init", False):
+            return
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)

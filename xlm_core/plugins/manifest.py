@@ -1,0 +1,150 @@
+"""The records a plugin hands to the core: its manifest, config classes and lazy component refs.
+
+Everything here is pydantic and torch-free so that listing plugins, printing
+help and validating configs never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ComponentKind = Literal["model", "loss", "predictor", "collator"]
+COMPONENT_KINDS: tuple[ComponentKind, ...] = ("model", "loss", "predictor", "collator")
+
+
+class StrictModel(BaseModel):
+    """Base for every user-facing config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FamilyConfig(StrictModel):
+    """Base class of a family's model config.
+
+    The backbone fields are shared so that every family builds the same
+    transformer from ``xlm_core.nn`` and presets mean the same thing across
+    families. A family subclasses it and adds its own fields (noise schedule,
+    loss weights, ...).
+    """
+
+    d_model: int = Field(128, gt=0, description="Width of the transformer.")
+    n_layers: int = Field(4, gt=0, description="Number of transformer blocks.")
+    n_heads: int = Field(4, gt=0, description="Attention heads per block.")
+    d_ff: int | None = Field(None, description="Hidden size of the MLP; default 4 * d_model.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    tie_embeddings: bool = Field(True, description="Share input embedding and output projection.")
+    eval_nll_samples: int = Field(
+        1,
+        ge=1,
+        description="Corruption draws per example when estimating NLL at evaluation "
+        "(1 for families whose loss is deterministic given the example).",
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> FamilyConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class PredictorSettings(StrictModel):
+    """Base class of a family's sampling settings (``--set predictor.<key>=...``)."""
+
+    temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 means greedy.")
+    top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Length budget of the generated target; default: the task's target length."
+    )
+
+
+#: Presets every family gets unless it overrides them. A preset is a partial
+#: run config (``model``, ``training``, ``predictor`` sections) applied after
+#: the defaults and before ``--config`` and ``--set``.
+STANDARD_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"model": {"d_model": 128, "n_layers": 4, "n_heads": 4}},
+    "small": {"model": {"d_model": 768, "n_layers": 12, "n_heads": 12}},
+}
+
+
+class ComponentRef(BaseModel):
+    """Names a component class by import path (``"package.module:Attribute"``), resolved on first use."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description='Import path, e.g. "xlm_mdlm.model:MDLMModel".')
+
+    @field_validator("path")
+    @classmethod
+    def _looks_like_import_path(cls, value: str) -> str:
+        module, _, attr = value.partition(":")
+        if not module or not attr:
+            raise ValueError(f'expected "package.module:Attribute", got {value!r}')
+        return value
+
+    def resolve(self) -> Any:
+        module, _, attr = self.path.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+class TaskRef(BaseModel):
+    """A task contributed by a plugin through the optional ``xlm_tasks`` hook."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    factory: ComponentRef = Field(description="Callable ``(TaskConfig) -> Task``, resolved on first use.")
+
+
+class FamilyManifest(BaseModel):
+    """What ``xlm_family()`` returns: who the family is and how it is configured."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str = Field(description="Family name; must equal the entry point name.")
+    api_version: str = Field(description="xlm plugin API version this plugin targets, e.g. '1.0'.")
+    description: str = ""
+    config: type = Field(description="The family's config class, a subclass of FamilyConfig.")
+    predictor_settings: type = Field(PredictorSettings, description="Sampling settings class.")
+    presets: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(STANDARD_PRESETS))
+
+    @field_validator("config")
+    @classmethod
+    def _config_is_family_config(cls, value: type) -> type:
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ValueError(f"config {value!r} is not a pydantic model class")
+        if not issubclass(value, FamilyConfig):
+            raise ValueError(f"config {value.__name__} must subclass xlm_core.plugins.FamilyConfig")
+        return value
+
+    @field_validator("predictor_settings")
+    @classmethod
+    def _settings_are_predictor_settings(cls, value: type) -> type:
+        if not (isinstance(value, type) and issubclass(value, PredictorSettings)):
+            raise ValueError(
+                f"predictor_settings {value!r} must subclass xlm_core.plugins.PredictorSettings"
+            )
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _parse_api_version(cls, value: str) -> str:
+        parse_version(value)
+        return value
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """``"1.2"`` or ``"1.2.3"`` -> ``(1, 2)``; raises ValueError on anything else."""
+    parts = str(text).split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ValueError(f"api_version {text!r} is not of the form MAJOR.MINOR[.PATCH]") from None
+    return major, minor

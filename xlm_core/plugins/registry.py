@@ -1,0 +1,300 @@
+"""A typed facade over pluggy: discovers, loads, validates and isolates plugins.
+
+Nothing outside this module calls ``pm.hook.*``. Each entry point is loaded
+inside its own error handling, so one broken plugin is reported as ``failed``
+and never stops the CLI or the other plugins.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any, Literal
+
+import attrs
+import pluggy
+
+import xlm_core
+from xlm_core.errors import PluginError, StrictPluginError
+from xlm_core.plugins import hookspecs
+from xlm_core.plugins.manifest import (
+    COMPONENT_KINDS,
+    ComponentKind,
+    ComponentRef,
+    FamilyManifest,
+    TaskRef,
+    parse_version,
+)
+
+ENTRY_POINT_GROUP = "xlm.plugins"
+Status = Literal["ok", "failed", "incompatible", "disabled"]
+
+
+@attrs.define(slots=True)
+class PluginRecord:
+    """One row of ``xlm plugins list``: where a plugin came from and whether it is usable."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    api_version: str | None = None
+    status: Status = "ok"
+    error: str | None = None
+    warnings: list[str] = attrs.field(factory=list)
+    manifest: FamilyManifest | None = None
+    components: dict[str, ComponentRef] = attrs.field(factory=dict)
+    tasks: list[TaskRef] = attrs.field(factory=list)
+
+    @property
+    def origin(self) -> str:
+        """``plugin 'mdlm' (xlm-mdlm 0.1.0)``: how every message names a plugin."""
+        dist = f"{self.distribution} {self.version}" if self.distribution else "registered in-process"
+        return f"plugin {self.name!r} ({dist})"
+
+    def as_row(self) -> dict[str, Any]:
+        """Exactly the keys of ``xlm plugins list --json``."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "api_version": self.api_version,
+            "status": self.status,
+            "error": self.error,
+        }
+
+    def fail(self, message: str, status: Status = "failed") -> None:
+        self.status, self.error = status, f"{self.origin}: {message}"
+
+
+class Family:
+    """A loaded, validated family: its manifest and lazily resolved, contract-checked components."""
+
+    def __init__(self, record: PluginRecord):
+        assert record.manifest is not None
+        self.record = record
+        self.manifest: FamilyManifest = record.manifest
+        self._resolved: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def component(self, kind: ComponentKind) -> Any:
+        """Import and contract-check one component class (first use only); failures mark the plugin failed."""
+        if kind not in self._resolved:
+            ref = self.record.components[kind]
+            try:
+                obj = ref.resolve()
+            except Exception as exc:  # a plugin's import error must not escape as a traceback
+                self.record.fail(f"cannot import {kind} {ref.path!r}: {type(exc).__name__}: {exc}")
+                raise PluginError(self.record.error) from exc
+            from xlm_core.components import contract_violation  # imports torch: only on first use
+
+            problem = contract_violation(kind, obj)
+            if problem:
+                self.record.fail(f"{kind} {ref.path!r} {problem}")
+                raise PluginError(self.record.error)
+            self._resolved[kind] = obj
+        return self._resolved[kind]
+
+    def resolve_all(self) -> dict[str, Any]:
+        return {kind: self.component(kind) for kind in COMPONENT_KINDS}
+
+    def make_config(self, **overrides: Any) -> Any:
+        return self.manifest.config(**overrides)
+
+    def preset(self, name: str) -> dict[str, Any]:
+        try:
+            return self.manifest.presets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.manifest.presets)) or "none"
+            raise PluginError(f"unknown preset {name!r} for {self.name!r} (known: {known})") from None
+
+
+class Registry:
+    """All plugins found in the ``xlm.plugins`` entry point group, plus any registered in-process."""
+
+    def __init__(self, *, discover: bool = True, disabled: Iterable[str] | None = None):
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        if disabled is None:
+            disabled = [n.strip() for n in os.environ.get("XLM_DISABLE_PLUGINS", "").split(",")]
+        self._disabled = {n for n in disabled if n}
+        self._records: dict[str, list[PluginRecord]] = defaultdict(list)
+        self._families: dict[str, Family] = {}
+        if discover:
+            self._discover()
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _discover(self) -> None:
+        by_name: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            by_name[ep.name].append(ep)
+        for name, eps in sorted(by_name.items()):
+            dists = {_dist_of(ep) for ep in eps}
+            if len(dists) > 1:  # the same family name from two distributions: neither wins
+                names = " and ".join(sorted(f"{d} {v}" for d, v in dists))
+                for ep in eps:
+                    record = PluginRecord(name, *_dist_of(ep))
+                    record.fail(f"family name {name!r} is registered by both {names}; uninstall one")
+                    self._records[name].append(record)
+                continue
+            ep = eps[0]
+            self.register(ep.load, name=name, distribution=dists.pop())
+
+    def register(
+        self,
+        module: types.ModuleType | object | Callable[[], Any],
+        *,
+        name: str,
+        distribution: tuple[str | None, str | None] = (None, None),
+    ) -> PluginRecord:
+        """Load and validate one plugin (a module, an object with hookimpls, or a loader callable).
+
+        Used for entry points and, in tests or notebooks, to register a family in-process.
+        """
+        record = PluginRecord(name, *distribution)
+        self._records[name].append(record)
+        if name in self._disabled:
+            record.status = "disabled"
+            return record
+        if len(self._records[name]) > 1:
+            others = " and ".join(r.origin for r in self._records[name])
+            for r in self._records[name]:
+                r.fail(f"family name {name!r} is registered twice: {others}")
+            self._families.pop(name, None)
+            return record
+        try:
+            plugin = module() if callable(module) and not isinstance(module, types.ModuleType) else module
+            self._pm.register(plugin, name=name)
+        except Exception as exc:  # import errors, syntax errors, bad hookimpl signatures
+            record.fail(f"cannot load: {type(exc).__name__}: {exc}")
+            return record
+        try:
+            self._validate(record, plugin)
+        except Exception as exc:  # an exception raised inside a plugin's hook
+            record.fail(f"{type(exc).__name__}: {exc}")
+        if record.status != "ok":
+            self._pm.unregister(plugin)
+        else:
+            self._families[name] = Family(record)
+        return record
+
+    def _call(self, plugin: object, hook: str) -> tuple[bool, Any]:
+        """Call one plugin's implementation of ``hook``: (implemented, result)."""
+        for impl in getattr(self._pm.hook, hook).get_hookimpls():
+            if impl.plugin is plugin:
+                return True, impl.function()
+        return False, None
+
+    def _validate(self, record: PluginRecord, plugin: object) -> None:
+        found, manifest = self._call(plugin, "xlm_family")
+        if not found:
+            record.fail("does not implement xlm_family(); see docs/plugins.md")
+            return
+        if not isinstance(manifest, FamilyManifest):
+            record.fail(f"xlm_family() returned {type(manifest).__name__}, expected FamilyManifest")
+            return
+        record.manifest, record.api_version = manifest, manifest.api_version
+        if manifest.name != record.name:
+            record.fail(
+                f"xlm_family() names the family {manifest.name!r} but the entry point is "
+                f"{record.name!r}; make them equal"
+            )
+            return
+        major, minor = parse_version(manifest.api_version)
+        core_major, core_minor = parse_version(xlm_core.PLUGIN_API_VERSION)
+        if major != core_major:
+            record.fail(
+                f"targets plugin API {manifest.api_version} but xlm-core {xlm_core.__version__} "
+                f"provides {xlm_core.PLUGIN_API_VERSION}; install a version of "
+                f"{record.distribution or record.name} built for API {core_major}.x",
+                status="incompatible",
+            )
+            return
+        if minor > core_minor:
+            record.warnings.append(
+                f"{record.origin} targets plugin API {manifest.api_version}, newer than "
+                f"xlm-core's {xlm_core.PLUGIN_API_VERSION}; upgrade xlm-core"
+            )
+        for kind in COMPONENT_KINDS:
+            hook = hookspecs.COMPONENT_HOOKS[kind]
+            found, ref = self._call(plugin, hook)
+            if not found:
+                record.fail(f"missing component {kind!r}: implement {hook}()")
+                return
+            if not isinstance(ref, ComponentRef):
+                record.fail(f"{hook}() returned {type(ref).__name__}, expected ComponentRef")
+                return
+            record.components[kind] = ref
+        found, tasks = self._call(plugin, "xlm_tasks")
+        if found:
+            if not all(isinstance(t, TaskRef) for t in tasks or ()):
+                record.fail("xlm_tasks() must return a list of TaskRef")
+                return
+            record.tasks = list(tasks or ())
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def records(self) -> list[PluginRecord]:
+        """Every plugin found, whatever its status, sorted by name."""
+        return [r for name in sorted(self._records) for r in self._records[name]]
+
+    def families(self) -> list[Family]:
+        """The usable families (status ``ok``)."""
+        return [self._families[n] for n in sorted(self._families) if self._families[n].record.status == "ok"]
+
+    def get(self, name: str) -> Family:
+        """The family called ``name``, or a one-line :class:`PluginError` saying why it is unusable."""
+        family = self._families.get(name)
+        if family is not None and family.record.status == "ok":
+            return family
+        records = self._records.get(name)
+        if records:
+            record = records[0]
+            if record.status == "disabled":
+                raise PluginError(f"{record.origin} is disabled by XLM_DISABLE_PLUGINS")
+            raise PluginError(record.error or f"{record.origin} is not usable")
+        known = ", ".join(sorted(self._families)) or "none installed"
+        hint = f"pip install xlm-{name}" if name.isidentifier() else "check the name"
+        raise PluginError(f"unknown plugin {name!r} (installed: {known}); try `{hint}`")
+
+    def failures(self) -> list[PluginRecord]:
+        return [r for r in self.records() if r.status in ("failed", "incompatible")]
+
+    def check_strict(self) -> None:
+        """Under XLM_STRICT_PLUGINS=1, any failed or incompatible plugin is a hard error."""
+        if strict_mode() and self.failures():
+            raise StrictPluginError("; ".join(r.error or r.origin for r in self.failures()))
+
+
+def strict_mode() -> bool:
+    return os.environ.get("XLM_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _registry
+    if _registry is None:
+        _registry = Registry()
+    return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Replace (or forget) the process-wide registry; for tests and notebooks."""
+    global _registry
+    _registry = registry
