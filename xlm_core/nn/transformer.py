@@ -91,6 +91,7 @@ class Block(nn.Module):
         if self.ada is not None:
             nn.init.zeros_(self.ada.weight)
             nn.init.zeros_(self.ada.bias)
+            self.ada._skip_init = True  # keep the zero init when the model applies its default init
 
     def forward(
         self,
@@ -286,9 +287,9 @@ class Transformer(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear) and module.weight.requires_grad:
-        if getattr(module, "_skip_init", False):
-            return
+    if getattr(module, "_skip_init", False):
+        return
+    if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)

@@ -1,0 +1,117 @@
+"""The shared backbone and sampling utilities every family relies on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from xlm_core.nn import sampling
+from xlm_core.nn.transformer import Transformer
+
+
+def _causal(**kw) -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(40, d_model=32, n_layers=2, n_heads=4, causal=True, **kw).eval()
+
+
+def test_kv_cache_matches_full_pass_with_left_padding():
+    model = _causal()
+    ids = torch.randint(5, 40, (3, 9))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, :3] = False  # row 1 is left-padded
+    ids[1, :3] = 0
+    full = model.logits(model(ids, mask))
+
+    cache = model.new_cache(3, 16, "cpu")
+    chunks = [model.logits(model(ids[:, :5], mask[:, :5], cache=cache))]
+    for i in range(5, 9):
+        chunks.append(model.logits(model(ids[:, i : i + 1], mask[:, i : i + 1], cache=cache)))
+    incremental = torch.cat(chunks, dim=1)
+    assert torch.allclose(full[mask], incremental[mask], atol=1e-5)
+
+
+def test_left_padding_does_not_change_real_positions():
+    model = _causal()
+    ids = torch.randint(5, 40, (1, 6))
+    padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), ids], dim=1)
+    mask = torch.tensor([[False, False] + [True] * 6])
+    alone = model.logits(model(ids))
+    together = model.logits(model(padded, mask))[:, 2:]
+    assert torch.allclose(alone, together, atol=1e-5)
+
+
+def test_cache_select_drops_rows():
+    model = _causal()
+    ids = torch.randint(5, 40, (4, 5))
+    cache = model.new_cache(4, 8, "cpu")
+    model(ids, cache=cache)
+    cache.select(torch.tensor([0, 2]))
+    step = model.logits(model(ids[[0, 2], :1], cache=cache))
+    reference = model.logits(model(torch.cat([ids[[0, 2]], ids[[0, 2], :1]], dim=1)))[:, -1:]
+    assert torch.allclose(step, reference, atol=1e-5)
+
+
+def test_bidirectional_padding_is_hidden_and_finite():
+    torch.manual_seed(0)
+    model = Transformer(40, d_model=32, n_layers=2, n_heads=4).eval()
+    ids = torch.randint(5, 40, (2, 7))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[0, 5:] = False
+    out = model(ids, mask)
+    assert torch.isfinite(out).all()
+    alone = model(ids[:1, :5])
+    assert torch.allclose(out[0, :5], alone[0], atol=1e-5)
+
+
+def test_time_conditioning_starts_as_identity_and_requires_cond():
+    torch.manual_seed(0)
+    model = Transformer(40, d_model=32, n_layers=1, n_heads=4, time_conditioning=True).eval()
+    ids = torch.randint(5, 40, (2, 5))
+    # adaLN is zero-initialised: every noise level gives the same output before training
+    assert torch.allclose(model(ids, cond=torch.tensor([0.1, 0.9])), model(ids, cond=torch.tensor([0.5, 0.5])))
+    with pytest.raises(ValueError, match="time-conditioned"):
+        model(ids)
+
+
+def test_filter_logits_top_k_top_p_temperature():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(sampling.filter_logits(logits, top_k=2)[0, 2:]).all()
+    probs = logits.softmax(-1)[0]  # 0.64, 0.24, 0.09, 0.03
+    kept = torch.isfinite(sampling.filter_logits(logits, top_p=0.8)[0])
+    assert kept.tolist() == [True, True, False, False]
+    assert probs[0] < 0.8 < probs[:2].sum()
+    greedy = sampling.filter_logits(logits, temperature=0)
+    assert torch.isfinite(greedy[0]).tolist() == [True, False, False, False]
+    assert torch.allclose(sampling.filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_gumbel_sampling_matches_the_distribution():
+    logits = torch.log(torch.tensor([0.7, 0.2, 0.1, 1e-6]))
+    n = 20000
+    gens = sampling.make_generators([0])
+    draws = torch.cat([sampling.gumbel_argmax(logits.expand(1, n, 4), gens)[0] for _ in range(1)])
+    freq = torch.bincount(draws, minlength=4).double() / n
+    # 4 standard errors of a binomial proportion
+    for p, f in zip([0.7, 0.2, 0.1], freq[:3].tolist(), strict=True):
+        assert abs(f - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def test_per_row_generators_make_samples_batch_size_invariant():
+    logits = torch.randn(8, 6, 30)
+    seeds = list(range(100, 108))
+    together = sampling.sample(logits, sampling.make_generators(seeds), top_k=10)
+    alone = sampling.sample(logits[3:4], sampling.make_generators(seeds[3:4]), top_k=10)
+    assert torch.equal(together[3:4], alone)
+
+
+def test_confidence_kinds_rank_sharper_distributions_higher():
+    sharp = torch.tensor([0.9, 0.05, 0.05])
+    flat = torch.tensor([0.4, 0.35, 0.25])
+    probs = torch.stack([sharp, flat])
+    for kind in ("top_prob", "margin", "neg_entropy"):
+        score = sampling.confidence(probs, kind)
+        assert score[0] > score[1], kind
+    with pytest.raises(ValueError):
+        sampling.confidence(probs, "nope")  # type: ignore[arg-type]
