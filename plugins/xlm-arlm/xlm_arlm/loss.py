@@ -1,0 +1,34 @@
+"""ARLM loss: next-token cross-entropy on target tokens and EOS; an exact NLL."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch.nn.functional as F
+from torch import nn
+
+from xlm_arlm.config import ARLMConfig
+from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
+
+
+class ARLMLoss:
+    """Mean cross-entropy over the positions whose target is not ``IGNORE_INDEX``.
+
+    The chain rule makes the summed cross-entropy the exact negative log-likelihood
+    of the target (and its EOS) given the prompt, so ``nll_kind`` is ``"exact"``.
+    """
+
+    nll_kind: ClassVar[NLLKind] = "exact"
+
+    def __init__(self, config: ARLMConfig, vocab: Vocab):
+        self.config, self.vocab = config, vocab
+
+    def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
+        logits = model(batch.input_ids, batch.attention_mask).logits
+        # float32 whatever the model's dtype: a summed NLL in bf16 loses its low digits.
+        nll_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        n_tokens = (batch.targets != IGNORE_INDEX).sum()
+        loss = nll_sum / n_tokens.clamp_min(1)
+        return LossOutput(loss=loss, n_tokens=n_tokens, nll_sum=nll_sum.detach())
