@@ -1,0 +1,99 @@
+"""The ILM objective: one softmax over every (gap, token) insertion, plus a stop classifier.
+
+For a row with ``n = n_drops > 0`` deleted tokens and per-gap counts ``c[g, v]``
+(see :mod:`xlm_ilm.collator`), the insertion loss is the cross-entropy between
+the normalised counts and the model's joint distribution::
+
+    log p(g, v) = logits[g, v] - logsumexp over all valid (g', v') of logits[g', v']
+    insertion_ce = - sum_{g, v} (c[g, v] / n) * log p(g, v)
+
+Only BOS and real target positions are valid gaps and special tokens are never
+valid insertions; both are masked to -inf *before* the joint log-softmax, so
+the model spends no probability on them. A row with ``n = 0`` has no insertion
+target and contributes only to the stop loss, a binary cross-entropy on the
+CLS head against ``1[n = 0]`` with the positive class weighted by
+``stop_pos_weight``. The optimiser sees
+``mean(insertion_ce) + stop_loss_weight * stop_bce``, reported as ``ilm_loss``.
+
+There is no per-token likelihood to report (``nll_kind = "none"``):
+``n_tokens`` still counts every target token plus EOS, as in every family.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
+from xlm_ilm.config import ILMConfig
+
+
+def gap_mask(input_ids: Tensor, attention_mask: Tensor, bos_id: int) -> Tensor:
+    """``(B, L)`` bool: True at BOS and every real position after it (the valid insertion gaps)."""
+    is_bos = input_ids == bos_id
+    return attention_mask & (is_bos.long().cumsum(dim=1) > 0)
+
+
+def banned_tokens(vocab: Vocab, device: torch.device | str) -> Tensor:
+    """``(V,)`` bool: the special tokens, which are never inserted."""
+    banned = torch.zeros(vocab.size, dtype=torch.bool, device=device)
+    banned[list(vocab.special_ids)] = True
+    return banned
+
+
+def joint_log_probs(logits: Tensor, gaps: Tensor, banned: Tensor) -> Tensor:
+    """Log-probabilities ``(B, L, V)`` normalised jointly over gaps and vocabulary.
+
+    Invalid gaps (``gaps`` False) and banned tokens get exactly ``-inf``.
+    Computed in float32 whatever the autocast dtype of ``logits``.
+    """
+    b, length, v = logits.shape
+    invalid = ~gaps[:, :, None] | banned[None, None, :]
+    masked = logits.float().masked_fill(invalid, float("-inf"))
+    return masked.view(b, length * v).log_softmax(dim=-1).view(b, length, v)
+
+
+class ILMLoss:
+    nll_kind: ClassVar[NLLKind] = "none"
+
+    def __init__(self, config: ILMConfig, vocab: Vocab):
+        self.vocab = vocab
+        self.stop_loss_weight = config.stop_loss_weight
+        self.stop_pos_weight = config.stop_pos_weight
+
+    def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
+        out = model(batch.input_ids, batch.attention_mask)
+        gaps = gap_mask(batch.input_ids, batch.attention_mask, self.vocab.bos_id)
+        logp = joint_log_probs(out.logits, gaps, banned_tokens(self.vocab, out.logits.device))
+
+        gap_index, gap_token = batch.extras["gap_index"], batch.extras["gap_token"]
+        n_drops = batch.extras["n_drops"]
+        dropped = gap_index != IGNORE_INDEX
+        flat = torch.where(dropped, gap_index * logp.shape[-1] + gap_token, 0)
+        picked = logp.flatten(1).gather(1, flat)
+        # -inf can only be picked at a dropped position if the data is corrupt, never masked away
+        insertion_ce = -torch.where(dropped, picked, 0.0).sum(dim=1) / n_drops.clamp(min=1)
+        insertion_loss = insertion_ce.mean()
+
+        stop = batch.extras["stop"]
+        stop_logits = out.extras["stop_logits"].float()
+        pos_weight = torch.tensor(self.stop_pos_weight, device=stop_logits.device)
+        stop_loss = F.binary_cross_entropy_with_logits(stop_logits, stop, pos_weight=pos_weight)
+        loss = insertion_loss + self.stop_loss_weight * stop_loss
+
+        bos_position = (batch.input_ids == self.vocab.bos_id).long().argmax(dim=1)
+        target_lengths = batch.attention_mask.sum(dim=1) - bos_position - 1 + n_drops
+        stop_acc = ((stop_logits > 0).float() == stop).float().mean()
+        return LossOutput(
+            loss=loss,
+            n_tokens=(target_lengths + 1).sum(),  # content + EOS, the count every family uses
+            metrics={
+                "ilm_loss": loss.detach(),
+                "insertion_loss": insertion_loss.detach(),
+                "stop_loss": stop_loss.detach(),
+                "stop_acc": stop_acc,
+            },
+        )
