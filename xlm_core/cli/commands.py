@@ -9,3 +9,6 @@ def register(app: typer.Typer) -> None:
     from xlm_core.cli import plugins
 
     plugins.register(app)
+    from xlm_core.cli import tasks
+
+    tasks.register(app)

@@ -1,0 +1,344 @@
+"""The ``text`` task: language modelling on local files or a Hugging Face dataset.
+
+Sources (``TaskConfig``): ``path`` - a ``.txt`` (one document per line),
+``.jsonl`` or ``.parquet`` file, or a folder of them - or ``dataset`` (+
+``dataset_config``), loaded with ``datasets.load_dataset``. Empty documents are
+dropped. Splits missing from the source (``validation``, ``test``) are each
+held out of ``train`` (``validation_fraction`` of its documents, deterministic).
+
+Preparation runs once: tokenize (``datasets.map``, with a progress bar), then
+either pack documents into blocks of ``block_size`` tokens separated by EOS, or
+(``pack=False``) truncate each document to ``block_size`` tokens. The result is
+cached as one Arrow file per split under ``cache_dir/text/data-<key>``, the key
+hashing the source's identity (file paths, sizes and mtimes, or dataset
+name/config), the tokenizer's content, ``block_size``, ``pack`` and the hold-out.
+Reading examples memory-maps the Arrow files, so corpora larger than RAM work.
+
+Tokenizer: ``tokenizer_path`` (a saved run's tokenizer) if given, else
+``TaskConfig.tokenizer``, else a byte-level BPE trained on the training split
+(cached under ``cache_dir/text/tokenizer-<key>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from xlm_core.components import DataShape, Example
+from xlm_core.config import TaskConfig
+from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
+from xlm_core.errors import XLMUserError
+
+if TYPE_CHECKING:  # datasets takes ~1 s to import: only when text is actually prepared
+    from datasets import Dataset
+
+SPLITS = ("train", "validation", "test")
+#: Split names other than ours that Hugging Face datasets use.
+_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+#: File extension -> the ``datasets`` packaged builder that reads it.
+BUILDERS = {".txt": "text", ".jsonl": "json", ".parquet": "parquet"}
+#: Bump when the prepared layout or the packing rule changes: old caches are then ignored.
+FORMAT_VERSION = 1
+_HOLDOUT_SEED = 0
+_MAP_BATCH = 1000  # documents per map batch; with packing, each batch may end in one short block
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XLM_CACHE", Path.home() / ".cache" / "xlm"))
+
+
+class TextTask:
+    """Unconditional text: every example has an empty prompt and a block of text as target."""
+
+    kind: Literal["text"] = "text"
+
+    def __init__(self, config: TaskConfig, *, tokenizer_path: str | Path | None = None):
+        if (config.path is None) == (config.dataset is None):
+            raise XLMUserError(
+                "task 'text' needs exactly one of task.path (a local file or folder) "
+                "and task.dataset (a Hugging Face dataset name)"
+            )
+        self.config, self.name = config, "text"
+        self.shape = DataShape(prompt_length=0, target_length=config.block_size)
+        self.cache_root = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        self.cache_root = self.cache_root / "text"
+        if tokenizer_path is not None:
+            self.tokenizer = Tokenizer.from_file(tokenizer_path)
+        elif config.tokenizer is not None:
+            self.tokenizer = Tokenizer.from_file(config.tokenizer, add_special_tokens=True)
+        else:
+            self.tokenizer = self._trained_tokenizer()
+        self._examples: dict[str, TokenBlocks] = {}
+
+    # -- public -----------------------------------------------------------------------------
+
+    def examples(self, split: Literal["train", "validation", "test"]) -> Sequence[Example]:
+        """The split's token blocks (prepared and cached on first use)."""
+        if split not in SPLITS:
+            raise XLMUserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        if not self._examples:
+            directory = self.prepare()
+            self._examples = {s: TokenBlocks(directory / f"{s}.arrow") for s in SPLITS}
+        return self._examples[split]
+
+    @cached_property
+    def cache_path(self) -> Path:
+        """Where the prepared splits of this source + tokenizer + block settings live."""
+        c = self.config
+        key = _hash({
+            "format": FORMAT_VERSION,
+            "source": self._identity,
+            "tokenizer": self.tokenizer.fingerprint(),
+            "block_size": c.block_size,
+            "pack": c.pack,
+            "holdout": c.validation_fraction,
+        })
+        return self.cache_root / f"data-{key}"
+
+    def prepare(self) -> Path:
+        """Tokenize and pack every split into ``cache_path`` unless it is there already."""
+        final = self.cache_path
+        if (final / "meta.json").is_file():
+            return final
+        raw = self._raw_splits
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        # Build in a private directory and rename it into place, so an interrupted run
+        # or a second process (DDP ranks) never sees a half-written cache.
+        staging = self.cache_root / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            counts = {split: self._tokenize(raw[split], staging / f"{split}.arrow", split) for split in SPLITS}
+            if counts["train"] == 0:
+                raise XLMUserError(f"{self._label}: no tokens in the training split")
+            meta = {"source": self._identity, "tokenizer": self.tokenizer.fingerprint(), "examples": counts,
+                    "block_size": self.config.block_size, "pack": self.config.pack}
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+            try:
+                staging.rename(final)
+            except OSError:  # another process finished first: keep theirs
+                if not (final / "meta.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+    # -- tokenizer ----------------------------------------------------------------------------
+
+    def _trained_tokenizer(self) -> Tokenizer:
+        key = _hash({"source": self._identity, "vocab_size": self.config.vocab_size,
+                     "holdout": self.config.validation_fraction, "format": FORMAT_VERSION})
+        directory = self.cache_root / f"tokenizer-{key}"
+        if (directory / TOKENIZER_FILE).is_file():
+            return Tokenizer.from_file(directory)
+        train = self._raw_splits["train"]
+
+        def batches() -> Iterator[list[str]]:
+            for batch in train.iter(batch_size=_MAP_BATCH):
+                yield batch["text"]
+
+        tokenizer = Tokenizer.train_bpe(batches(), self.config.vocab_size)
+        tokenizer.save(directory)
+        return tokenizer
+
+    # -- source -------------------------------------------------------------------------------
+
+    @cached_property
+    def _files(self) -> list[Path]:
+        """The local files of ``task.path`` (sorted), checked to exist and have a known type."""
+        root = Path(self.config.path).expanduser().resolve()  # type: ignore[arg-type]
+        if root.is_file():
+            if root.suffix.lower() not in BUILDERS:
+                raise XLMUserError(f"{root}: unsupported file type {root.suffix or '(none)'!r}; use {_kinds()}")
+            return [root]
+        if not root.is_dir():
+            raise XLMUserError(f"task.path: no such file or folder: {root}")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
+        if not files:
+            raise XLMUserError(f"{root}: folder holds no {_kinds()} files")
+        return files
+
+    @cached_property
+    def _identity(self) -> dict[str, Any]:
+        """What the cache keys hash: changes whenever the source data may have changed."""
+        c = self.config
+        if c.path is not None:
+            files = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in self._files]
+            return {"files": files, "text_field": c.text_field}
+        identity: dict[str, Any] = {"dataset": c.dataset, "config": c.dataset_config, "text_field": c.text_field}
+        local = Path(c.dataset).expanduser()  # type: ignore[arg-type]
+        if local.exists():  # a local dataset folder or script: its files are part of its identity
+            paths = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+            identity["files"] = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+        return identity
+
+    @property
+    def _label(self) -> str:
+        c = self.config
+        return str(c.path) if c.path is not None else f"dataset {c.dataset!r}" + (
+            f" ({c.dataset_config})" if c.dataset_config else ""
+        )
+
+    @cached_property
+    def _raw_splits(self) -> dict[str, Dataset]:
+        """train/validation/test with one column ``text``, empty documents dropped."""
+        found = self._load_local() if self.config.path is not None else self._load_hub()
+        found = {split: _drop_empty(ds) for split, ds in found.items()}
+        if "train" not in found or len(found["train"]) == 0:
+            raise XLMUserError(f"{self._label}: the corpus is empty (no non-empty documents in train)")
+        return _hold_out(found, self.config.validation_fraction, self._label)
+
+    def _load_local(self) -> dict[str, Dataset]:
+        import datasets
+
+        parts = []
+        by_builder: dict[str, list[str]] = {}
+        for f in self._files:
+            by_builder.setdefault(BUILDERS[f.suffix.lower()], []).append(str(f))
+        for builder, files in sorted(by_builder.items()):
+            try:
+                ds = datasets.load_dataset(
+                    builder, data_files={"train": files}, split="train", cache_dir=str(self.cache_root / "hf")
+                )
+            except Exception as exc:  # malformed JSON, unreadable parquet, ...
+                raise XLMUserError(f"cannot read {_files_label(files)}: {_first_line(exc)}") from exc
+            field = "text" if builder == "text" else self.config.text_field
+            parts.append(_text_column(ds, field, _files_label(files)))
+        return {"train": datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]}
+
+    def _load_hub(self) -> dict[str, Dataset]:
+        import datasets
+
+        c = self.config
+        try:
+            loaded = datasets.load_dataset(c.dataset, c.dataset_config)  # the Hub (or a local dataset folder)
+        except Exception as exc:  # offline, unknown name, missing config, ...
+            raise XLMUserError(f"cannot load {self._label}: {_first_line(exc)}") from exc
+        if not isinstance(loaded, datasets.DatasetDict):
+            loaded = datasets.DatasetDict({"train": loaded})
+        found = {}
+        for split, aliases in _SPLIT_ALIASES.items():
+            name = next((a for a in aliases if a in loaded), None)
+            if name is not None:
+                found[split] = _text_column(loaded[name], c.text_field, f"{self._label} split {name!r}")
+        if "train" not in found:
+            raise XLMUserError(f"{self._label} has no 'train' split (splits: {', '.join(loaded)})")
+        return found
+
+    # -- tokenization --------------------------------------------------------------------------
+
+    def _tokenize(self, ds: Dataset, out: Path, split: str) -> int:
+        """Tokenize one split into the Arrow file ``out``; returns the number of examples."""
+        import datasets
+
+        encode, block, eos, pack = self.tokenizer.encode_batch, self.config.block_size, self.tokenizer.vocab.eos_id, self.config.pack
+
+        def to_blocks(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+            docs = encode(batch["text"])
+            if not pack:
+                return {"ids": [doc[:block] for doc in docs if doc]}
+            stream = [t for doc in docs for t in (*doc, eos)]
+            # The last block of a batch may be short; keeping it loses no text.
+            return {"ids": [stream[i : i + block] for i in range(0, len(stream), block)]}
+
+        result = ds.map(
+            to_blocks,
+            batched=True,
+            batch_size=_MAP_BATCH,
+            remove_columns=ds.column_names,
+            features=datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))}),
+            cache_file_name=str(out),
+            new_fingerprint=hashlib.sha256(str(out).encode()).hexdigest()[:16],  # skip hashing the closure
+            desc=f"Tokenizing {split}",
+        )
+        return len(result)
+
+    def __repr__(self) -> str:
+        return f"TextTask({self._label!r}, block_size={self.config.block_size}, pack={self.config.pack})"
+
+
+class TokenBlocks(Sequence[Example]):
+    """Examples read from a prepared Arrow file, memory-mapped; ``blocks[i]`` costs microseconds."""
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+
+        self.path = path
+        # The table's buffers point into the map, which stays open as long as they live.
+        table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+        column = table.column("ids")
+        # Offsets index into each chunk's whole value buffer, so slicing needs no copy.
+        self._chunks = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks if len(c)]
+        self._starts = np.cumsum([0] + [len(off) - 1 for off, _ in self._chunks])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, index: int) -> Example:  # type: ignore[override]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(index)
+        index %= n
+        chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
+        offsets, values = self._chunks[chunk]
+        row = index - self._starts[chunk]
+        return Example((), tuple(values[offsets[row] : offsets[row + 1]].tolist()))
+
+
+def _drop_empty(ds: Dataset) -> Dataset:
+    return ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True, desc="Dropping empty documents")
+
+
+def _text_column(ds: Dataset, field: str, label: str) -> Dataset:
+    if field not in ds.column_names:
+        raise XLMUserError(
+            f"{label}: no text field {field!r} (columns: {', '.join(ds.column_names)}); set task.text_field"
+        )
+    ds = ds.select_columns([field])
+    return ds.rename_column(field, "text") if field != "text" else ds
+
+
+def _hold_out(found: dict[str, Dataset], fraction: float, label: str) -> dict[str, Dataset]:
+    """Carve each missing held-out split out of train: ``fraction`` of its documents, fixed seed."""
+    missing = [s for s in ("validation", "test") if s not in found]
+    if not missing:
+        return found
+    train = found["train"]
+    n_each = max(1, round(fraction * len(train)))
+    if len(train) - n_each * len(missing) < 1:
+        raise XLMUserError(
+            f"{label}: {len(train)} documents are too few to hold out {' and '.join(missing)}; add documents"
+        )
+    parts = train.train_test_split(test_size=n_each * len(missing), seed=_HOLDOUT_SEED)
+    found = {**found, "train": parts["train"]}
+    if len(missing) == 1:
+        found[missing[0]] = parts["test"]
+    else:
+        held = parts["test"]
+        found["validation"], found["test"] = held.select(range(n_each)), held.select(range(n_each, 2 * n_each))
+    return found
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _kinds() -> str:
+    return ", ".join(BUILDERS)
+
+
+def _files_label(files: Sequence[str]) -> str:
+    return files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more files)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
