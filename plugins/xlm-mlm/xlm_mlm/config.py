@@ -1,0 +1,72 @@
+"""Configuration of the ``mlm`` family: the model config and the predictor settings (torch-free)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from xlm_core.plugins import STANDARD_PRESETS, FamilyConfig, PredictorSettings
+
+Strategy = Literal["mask_predict", "confidence", "threshold"]
+ConfidenceKind = Literal["top_prob", "margin", "neg_entropy"]
+
+
+class MLMConfig(FamilyConfig):
+    """A bidirectional transformer trained to fill masked positions of a fixed-length target window.
+
+    The window holds the target, its EOS and PAD fill, so the model also learns
+    where the sequence ends. The backbone fields come from ``FamilyConfig``.
+    """
+
+
+class MLMSettings(PredictorSettings):
+    """How an MLM decodes (``--set predictor.<key>=...``).
+
+    Every strategy starts from an all-MASK window. Confidence is computed from the
+    model's distribution (temperature 1, unfiltered) whatever the sampling settings,
+    so ``threshold`` means the same thing at every temperature.
+    """
+
+    temperature: float = Field(
+        0.0, ge=0.0, description="Softmax temperature of the token draws; 0 (default) means greedy."
+    )
+    strategy: Strategy = Field(
+        "mask_predict",
+        description="mask_predict: T iterations re-masking the least confident tokens (tokens may be revised); "
+        "confidence: unmask the k most confident positions per step; "
+        "threshold: unmask every position whose confidence exceeds the threshold (at least one per step).",
+    )
+    iterations: int = Field(
+        10,
+        ge=1,
+        description="mask_predict: iterations T; 1 is one-shot argmax. Beyond the window length, iterations "
+        "repeat a mask count and may re-mask the same tokens, which logit reuse makes free.",
+    )
+    k: int = Field(1, ge=1, description="confidence: positions unmasked per step.")
+    confidence: ConfidenceKind = Field(
+        "top_prob",
+        description="Score that ranks positions: top_prob (probability of the most likely token), "
+        "margin (top-1 minus top-2 probability) or neg_entropy (minus the entropy, always <= 0).",
+    )
+    threshold: float = Field(
+        0.9,
+        description="threshold: unmask positions whose confidence is above this value; on the scale of "
+        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
+    )
+    reuse_logits: bool = Field(
+        True,
+        description="Reuse a row's last logits instead of a forward pass when its input did not change.",
+    )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
+        "training": {"lr": 1e-3, "batch_size": 64, "warmup_steps": 100, "weight_decay": 0.01},
+    },
+    "small": {
+        "model": dict(STANDARD_PRESETS["small"]["model"]),
+        "training": {"lr": 3e-4, "batch_size": 64, "warmup_steps": 500, "weight_decay": 0.1},
+    },
+}

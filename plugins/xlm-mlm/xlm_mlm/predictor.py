@@ -1,0 +1,221 @@
+"""Decoding an MLM: mask-predict (with revision), confidence unmasking and threshold parallel decoding.
+
+Every strategy starts from a window of MASK after the left-padded prompt (the
+layout of :mod:`xlm_mlm.collator`) and fills it step by step:
+
+* ``mask_predict`` (Ghazvininejad et al. 2019): iteration 1 predicts every
+  position; after iteration t the n_t = L·(T−t)/T least confident positions are
+  masked again and re-predicted, so earlier tokens may be revised. A token keeps
+  the confidence it had when it was last predicted. T = 1 is one-shot argmax.
+* ``confidence``: unmask the k most confident masked positions per step; a
+  decided token is final.
+* ``threshold`` (as in Fast-dLLM): unmask every masked position whose confidence
+  exceeds τ, and at least the most confident one.
+
+The state (windows, confidences, last logits) lives here, never in the model.
+Two things skip work without changing any token: a row whose window did not
+change since its last forward pass reuses those logits (``reuse_logits``), and a
+row leaves the batch once its output is fixed (mask-predict: after T
+iterations; the others: when every position before its first EOS/PAD is decided,
+as nothing decided is ever revised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xlm_core.components import DataShape, Prediction, Vocab
+from xlm_core.nn.sampling import confidence, make_generators, sample
+from xlm_mlm.collator import left_pad, prompt_width
+from xlm_mlm.config import MLMConfig, MLMSettings
+
+
+class MLMPredictor:
+    def __init__(self, config: MLMConfig, vocab: Vocab, shape: DataShape):
+        self.vocab = vocab
+        self.shape = shape
+
+    def window_length(self, settings: MLMSettings) -> int:
+        """Target budget plus the position that holds EOS when the target fills the budget."""
+        return (settings.max_new_tokens or self.shape.target_length) + 1
+
+    def step_budget(self, settings: Any) -> int:
+        settings = MLMSettings.model_validate(settings)
+        return (
+            settings.iterations
+            if settings.strategy == "mask_predict"
+            else self.window_length(settings)
+        )
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        model: nn.Module,
+        prompts: Sequence[Sequence[int]],
+        *,
+        settings: Any,
+        seeds: Sequence[int],
+        record_steps: bool = False,
+    ) -> Prediction:
+        settings = MLMSettings.model_validate(settings)
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+        was_training = model.training
+        model.eval()
+        try:
+            return _Decoding(self.vocab, settings, self.window_length(settings), model).run(
+                prompts, prompt_width(prompts, self.shape), seeds, record_steps
+            )
+        finally:
+            model.train(was_training)
+
+
+class _Decoding:
+    """One ``predict`` call. Batch tensors are indexed by row; ``active`` lists the rows still decoding."""
+
+    def __init__(self, vocab: Vocab, settings: MLMSettings, window: int, model: nn.Module):
+        self.vocab, self.settings, self.length, self.model = vocab, settings, window, model
+        self.device = next(model.parameters(), torch.empty(0)).device
+
+    def run(
+        self, prompts: Sequence[Sequence[int]], width: int, seeds: Sequence[int], record_steps: bool
+    ) -> Prediction:
+        v, n_rows, length = self.vocab, len(prompts), self.length
+        prompt_ids, prompt_real = left_pad(prompts, width, v.pad_id)
+        self.prompt_ids, self.prompt_real = prompt_ids.to(self.device), prompt_real.to(self.device)
+        self.window = torch.full((n_rows, length), v.mask_id, dtype=torch.long, device=self.device)
+        # mask-predict: the confidence each token had when it was last predicted
+        self.confidence = torch.zeros((n_rows, length), device=self.device)
+        self.nfe = torch.zeros(n_rows, dtype=torch.long)
+        self.steps = torch.zeros(n_rows, dtype=torch.long)
+        generators = make_generators(seeds, self.device)
+        history: list[list[list[int]]] | None = (
+            [[] for _ in range(n_rows)] if record_steps else None
+        )
+
+        active = torch.arange(n_rows, device=self.device)
+        logits: Tensor | None = None  # (A, L, V): the last logits of each active row
+        stale = torch.ones(
+            n_rows, dtype=torch.bool, device=self.device
+        )  # window changed since those logits
+        step = 0  # every row starts together, so mask-predict rows share their iteration number
+        while active.numel():
+            step += 1
+            logits = self._refresh(active, logits, stale)
+            before = self.window[active]
+            after, done = self._step(active, logits, [generators[i] for i in active.tolist()], step)
+            self.window[active] = after
+            self.steps[active.cpu()] += 1
+            stale = (
+                (after != before).any(dim=1)
+                if self.settings.reuse_logits
+                else torch.ones_like(done)
+            )
+            if history is not None:
+                for row, ids in zip(active.tolist(), self._visible(after), strict=True):
+                    history[row].append(ids)
+            keep = ~done
+            active, logits, stale = active[keep], logits[keep], stale[keep]
+
+        lengths = self._output_lengths(self.window)
+        budget = length - 1
+        ids = self.window[:, :budget].clone()
+        ids[torch.arange(budget, device=self.device)[None, :] >= lengths[:, None]] = v.pad_id
+        return Prediction(
+            ids=ids.cpu(), lengths=lengths.cpu(), steps=self.steps, nfe=self.nfe, history=history
+        )
+
+    # -- model calls -------------------------------------------------------------------------
+
+    def _refresh(self, active: Tensor, logits: Tensor | None, stale: Tensor) -> Tensor:
+        """Logits of the active rows, running the model only on rows whose window changed."""
+        if logits is None or bool(stale.all()):
+            return self._forward(active)
+        if bool(stale.any()):
+            logits[stale] = self._forward(active[stale])
+        return logits
+
+    def _forward(self, rows: Tensor) -> Tensor:
+        prompt_real = self.prompt_real[rows]
+        input_ids = torch.cat([self.prompt_ids[rows], self.window[rows]], dim=1)
+        attention_mask = None  # no padding: attention takes its fast path
+        if not bool(prompt_real.all()):
+            attention_mask = torch.cat(
+                [prompt_real, torch.ones_like(self.window[rows], dtype=torch.bool)], dim=1
+            )
+        logits = self.model(input_ids, attention_mask).logits[:, -self.length :]
+        self.nfe[rows.cpu()] += 1
+        # whatever model it is given, the decoder must never write MASK into its output
+        return logits.masked_fill(
+            _one_hot(self.vocab.mask_id, logits.shape[-1], logits.device), float("-inf")
+        )
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _step(
+        self, active: Tensor, logits: Tensor, generators: list[torch.Generator], step: int
+    ) -> tuple[Tensor, Tensor]:
+        """The active rows' windows after one step, and which rows are finished."""
+        s = self.settings
+        window = self.window[active]
+        masked = window == self.vocab.mask_id
+        tokens = sample(logits, generators, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        # confidence from the model's own distribution, so a threshold means the same at any temperature
+        scores = confidence(logits.float().softmax(dim=-1), s.confidence)
+
+        if s.strategy == "mask_predict":
+            window = torch.where(masked, tokens, window)
+            kept = torch.where(masked, scores, self.confidence[active])
+            self.confidence[active] = kept
+            n_remask = self.length * (s.iterations - step) // s.iterations
+            if n_remask:
+                least = torch.sort(kept, dim=1, stable=True).indices[:, :n_remask]
+                window = window.scatter(1, least, self.vocab.mask_id)
+            return window, torch.full_like(masked[:, 0], step >= s.iterations)
+
+        scores = scores.masked_fill(~masked, float("-inf"))
+        if s.strategy == "confidence":
+            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : s.k]
+            chosen = (
+                torch.zeros_like(masked).scatter(1, order, True) & masked
+            )  # fewer than k left: all of them
+        else:
+            chosen = masked & (scores > s.threshold)
+            chosen = chosen.scatter(
+                1, scores.argmax(dim=1, keepdim=True), True
+            )  # at least one per step
+        window = torch.where(chosen, tokens, window)
+        return window, self._output_fixed(window)
+
+    # -- reading windows -------------------------------------------------------------------------
+
+    def _first_end(self, window: Tensor) -> Tensor:
+        """Index of the first decided EOS or PAD of each row (the window length when there is none)."""
+        end = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
+        return torch.where(end.any(dim=1), end.int().argmax(dim=1), self.length)
+
+    def _output_fixed(self, window: Tensor) -> Tensor:
+        """Rows with every position before the first EOS/PAD decided: without revision, their output is final."""
+        undecided = window == self.vocab.mask_id
+        first_undecided = torch.where(
+            undecided.any(dim=1), undecided.int().argmax(dim=1), self.length
+        )
+        return first_undecided >= self._first_end(window)
+
+    def _output_lengths(self, window: Tensor) -> Tensor:
+        return self._first_end(window).clamp(max=self.length - 1)
+
+    def _visible(self, window: Tensor) -> list[list[int]]:
+        """The target as the output would read it now (MASK = undecided), for ``history``."""
+        return [
+            row[:n].tolist()
+            for row, n in zip(window, self._output_lengths(window).tolist(), strict=True)
+        ]
+
+
+def _one_hot(index: int, size: int, device: torch.device) -> Tensor:
+    return torch.arange(size, device=device) == index
