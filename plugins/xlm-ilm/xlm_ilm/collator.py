@@ -50,12 +50,13 @@ class ILMCollator:
         self.shape = shape
 
     def __call__(self, examples: Sequence[Example], generator: torch.Generator | None = None) -> Batch:
-        rows, gaps, tokens, firsts, n_drops = [], [], [], [], []
-        for ex in examples:
+        return self.collate(examples, [sample_deletions(len(ex.target_ids), generator) for ex in examples])
+
+    def collate(self, examples: Sequence[Example], deletions: Sequence[Tensor]) -> Batch:
+        """The batch for given deletions: ``deletions[i]`` is a bool mask over ``examples[i].target_ids``."""
+        rows, gaps, tokens, firsts = [], [], [], []
+        for ex, dropped in zip(examples, deletions, strict=True):
             target = torch.tensor(ex.target_ids, dtype=torch.long)
-            n = int(torch.randint(0, len(target) + 1, (), generator=generator))
-            dropped = torch.zeros(len(target), dtype=torch.bool)
-            dropped[torch.randperm(len(target), generator=generator)[:n]] = True
             kept = ~dropped
             bos = 1 + len(ex.prompt_ids)
             kept_before = kept.long().cumsum(0) - kept.long()
@@ -65,7 +66,6 @@ class ILMCollator:
             # the first token of each run of deletions is the one directly after its gap
             starts_run = dropped & torch.cat([torch.ones(1, dtype=torch.bool), kept[:-1]])
             firsts.append((bos + kept_before[starts_run], target[starts_run]))
-            n_drops.append(n)
 
         b = len(examples)
         width = max(len(r) for r in rows)
@@ -75,22 +75,28 @@ class ILMCollator:
         gap_index = torch.full((b, longest_target), IGNORE_INDEX, dtype=torch.long)
         gap_token = torch.full((b, longest_target), IGNORE_INDEX, dtype=torch.long)
         targets = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, gap, tok, (first_gap, first_tok), n) in enumerate(
-            zip(rows, gaps, tokens, firsts, n_drops, strict=True)
-        ):
+        for i, (row, gap, tok, (first_gap, first_tok)) in enumerate(zip(rows, gaps, tokens, firsts, strict=True)):
             input_ids[i, : len(row)] = torch.tensor(row)
             attention_mask[i, : len(row)] = True
-            gap_index[i, :n] = gap
-            gap_token[i, :n] = tok
+            gap_index[i, : len(gap)] = gap
+            gap_token[i, : len(tok)] = tok
             targets[i, first_gap] = first_tok
-        n_drops_t = torch.tensor(n_drops, dtype=torch.long)
+        n_drops = torch.tensor([int(d.sum()) for d in deletions], dtype=torch.long)
         extras = {
             "gap_index": gap_index,
             "gap_token": gap_token,
-            "n_drops": n_drops_t,
-            "stop": (n_drops_t == 0).float(),
+            "n_drops": n_drops,
+            "stop": (n_drops == 0).float(),
         }
         return Batch(input_ids, attention_mask, targets, extras)
+
+
+def sample_deletions(length: int, generator: torch.Generator | None = None) -> Tensor:
+    """A bool mask over ``length`` target tokens: ``n ~ U{0, ..., length}``, then a uniform subset of size n."""
+    n = int(torch.randint(0, length + 1, (), generator=generator))
+    dropped = torch.zeros(length, dtype=torch.bool)
+    dropped[torch.randperm(length, generator=generator)[:n]] = True
+    return dropped
 
 
 def gap_counts(batch: Batch, vocab_size: int) -> Tensor:
