@@ -6,7 +6,9 @@ import typer
 
 from xlm_core.cli._common import print_json
 
-tasks_app = typer.Typer(help="List the tasks models can train and be evaluated on.", no_args_is_help=True)
+tasks_app = typer.Typer(
+    help="List the tasks models can train and be evaluated on.", no_args_is_help=True
+)
 
 
 @tasks_app.command("list", epilog="Example: xlm tasks list --json")
@@ -20,7 +22,9 @@ def list_tasks(json_out: bool = typer.Option(False, "--json", help="Print a JSON
         print_json(rows)
     else:
         for row in rows:
-            typer.echo(f"{row['name']:14} {row['kind'] or '-':9} {row['source']:10} {row['description']}")
+            typer.echo(
+                f"{row['name']:14} {row['kind'] or '-':9} {row['source']:10} {row['description']}"
+            )
     get_registry().check_strict()
 
 

@@ -50,8 +50,7 @@ class StarSpec:
     max_arm: int
     min_plan: int  # edges after the centre on every arm (asymmetric graphs only)
     num_labels: int
-    centred: bool  # source at the centre (every arm starts there)
-    description: str
+    centred: bool = False  # source at the centre (every arm starts there)
 
     def __attrs_post_init__(self) -> None:
         if self.num_labels < self.degree * (self.max_arm - 1) + 1:
@@ -64,18 +63,24 @@ class StarSpec:
         longest_edges = self.degree * (self.max_arm - 1)
         return DataShape(prompt_length=2 * longest_edges + 2, target_length=2 * (self.max_arm - 1))
 
+    @property
+    def description(self) -> str:
+        if self.centred:
+            arms = f"arms of {self.max_arm} nodes, source at the centre"
+        else:
+            arms = f"arms of {self.min_arm}-{self.max_arm} nodes, {self.min_plan}+ edges after the centre"
+        return f"star-graph path finding: degree {self.degree}, {arms}, {self.num_labels} labels"
+
     def symbols(self) -> list[str]:
         return [str(k) for k in range(self.num_labels)]
 
 
-STAR_SPECS: dict[str, StarSpec] = {
-    spec.name: spec
-    for spec in (
-        StarSpec("star-easy", 3, 5, 5, 4, 20, True, "star graph path finding: degree 3, arms of 5 nodes, source at the centre, 20 labels"),
-        StarSpec("star-medium", 3, 3, 6, 2, 20, False, "star graph path finding: degree 3, arms of 3-6 nodes, plans of 2+ edges, 20 labels"),
-        StarSpec("star-hard", 5, 6, 12, 5, 56, False, "star graph path finding: degree 5, arms of 6-12 nodes, plans of 5+ edges, 56 labels"),
-    )
-}
+_SPECS = (
+    StarSpec("star-easy", degree=3, min_arm=5, max_arm=5, min_plan=4, num_labels=20, centred=True),
+    StarSpec("star-medium", degree=3, min_arm=3, max_arm=6, min_plan=2, num_labels=20),
+    StarSpec("star-hard", degree=5, min_arm=6, max_arm=12, min_plan=5, num_labels=56),
+)
+STAR_SPECS: dict[str, StarSpec] = {spec.name: spec for spec in _SPECS}
 
 
 @attrs.frozen
@@ -105,8 +110,12 @@ def generate(spec: StarSpec, count: int, rng: np.random.Generator) -> StarArrays
     slot = np.where(centre.reshape(n, d * m), 0, np.where(others, np.cumsum(others, axis=1), -1))
 
     # Labels are a fresh random permutation per example; slot k gets the permutation's k-th label.
-    labels = rng.permuted(np.broadcast_to(np.arange(spec.num_labels, dtype=np.int32), (n, spec.num_labels)), axis=1)
-    nodes = np.where(slot >= 0, np.take_along_axis(labels, slot.clip(0), axis=1), -1).reshape(n, d, m)
+    labels = rng.permuted(
+        np.broadcast_to(np.arange(spec.num_labels, dtype=np.int32), (n, spec.num_labels)), axis=1
+    )
+    nodes = np.where(slot >= 0, np.take_along_axis(labels, slot.clip(0), axis=1), -1).reshape(
+        n, d, m
+    )
 
     # Edges follow each arm: (node[p], node[p + 1]) for p < L - 1.
     heads, tails = nodes[:, :, :-1].reshape(n, -1), nodes[:, :, 1:].reshape(n, -1)
@@ -114,7 +123,10 @@ def generate(spec: StarSpec, count: int, rng: np.random.Generator) -> StarArrays
     n_edges = is_edge.sum(axis=1)
     # Shuffle the real edges to the front in random order: padding keys sort last.
     order = np.argsort(np.where(is_edge, rng.random(is_edge.shape), 2.0), axis=1)
-    heads, tails = np.take_along_axis(heads, order, axis=1), np.take_along_axis(tails, order, axis=1)
+    heads, tails = (
+        np.take_along_axis(heads, order, axis=1),
+        np.take_along_axis(tails, order, axis=1),
+    )
     prompt = np.full((n, 2 * heads.shape[1] + 2), -1, dtype=np.int32)
     prompt[:, 0:-2:2], prompt[:, 1:-2:2] = heads, tails
     prompt[:, :-2][np.arange(2 * heads.shape[1]) >= 2 * n_edges[:, None]] = -1
@@ -138,11 +150,15 @@ class StarTask:
         self.spec, self.seed, self.name = spec, seed, spec.name
         self.shape = spec.shape
         self.tokenizer = (
-            Tokenizer.from_file(tokenizer_path) if tokenizer_path is not None else Tokenizer.word_level(spec.symbols())
+            Tokenizer.from_file(tokenizer_path)
+            if tokenizer_path is not None
+            else Tokenizer.word_level(spec.symbols())
         )
         ids = [self.tokenizer.token_to_id(s) for s in spec.symbols()]
         if any(i is None for i in ids):
-            raise XLMUserError(f"{tokenizer_path}: tokenizer does not hold the node labels of {spec.name}")
+            raise XLMUserError(
+                f"{tokenizer_path}: tokenizer does not hold the node labels of {spec.name}"
+            )
         self._label_ids = np.array(ids, dtype=np.int64)
         self._splits: dict[str, tuple[Example, ...]] = {}
 
@@ -165,7 +181,9 @@ class StarTask:
         targets = np.where(a.target >= 0, self._label_ids[a.target.clip(0)], -1).tolist()
         return tuple(
             Example(tuple(p[:lp]), tuple(t[:lt]))
-            for p, lp, t, lt in zip(prompts, a.prompt_lengths.tolist(), targets, a.target_lengths.tolist(), strict=True)
+            for p, lp, t, lt in zip(
+                prompts, a.prompt_lengths.tolist(), targets, a.target_lengths.tolist(), strict=True
+            )
         )
 
     def __repr__(self) -> str:

@@ -25,7 +25,9 @@ TaskKind = Literal["prompted", "text"]
 SplitName = Literal["train", "validation", "test"]
 BUILT_IN = "built-in"
 TEXT_TASK = "text"
-TEXT_DESCRIPTION = "language modelling on a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset"
+TEXT_DESCRIPTION = (
+    "language modelling on a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset"
+)
 
 
 @runtime_checkable
@@ -99,26 +101,42 @@ def build_task(config: TaskConfig, *, tokenizer_path: str | Path | None = None) 
     if not providers:
         raise XLMUserError(_unknown_task_message(name))
     if len(providers) > 1:
-        raise PluginError(f"task {name!r} is provided by several plugins: {', '.join(p for p, _ in providers)}")
+        raise PluginError(
+            f"task {name!r} is provided by several plugins: {', '.join(p for p, _ in providers)}"
+        )
     plugin, ref = providers[0]
     return _build_plugin_task(plugin, ref, config, tokenizer_path)
 
 
-def _build_plugin_task(plugin: str, ref: object, config: TaskConfig, tokenizer_path: str | Path | None) -> Task:
+def _build_plugin_task(
+    plugin: str, ref: object, config: TaskConfig, tokenizer_path: str | Path | None
+) -> Task:
     factory_ref = ref.factory  # type: ignore[attr-defined]
     try:
         factory: Callable[..., object] = factory_ref.resolve()
     except Exception as exc:  # a plugin's import error must not escape as a traceback
-        raise PluginError(f"plugin {plugin!r}: cannot import task factory {factory_ref.path!r}: {exc}") from exc
+        raise PluginError(
+            f"plugin {plugin!r}: cannot import task factory {factory_ref.path!r}: {exc}"
+        ) from exc
     # Factories that can reuse a saved tokenizer say so by accepting ``tokenizer_path``.
-    kwargs = {"tokenizer_path": tokenizer_path} if tokenizer_path is not None and _accepts(factory, "tokenizer_path") else {}
+    kwargs = (
+        {"tokenizer_path": tokenizer_path}
+        if tokenizer_path is not None and _accepts(factory, "tokenizer_path")
+        else {}
+    )
     try:
         task = factory(config, **kwargs)
     except XLMUserError:
         raise
     except Exception as exc:
-        raise PluginError(f"plugin {plugin!r}: task {config.name!r} failed to build: {type(exc).__name__}: {exc}") from exc
-    missing = [attr for attr in ("name", "kind", "tokenizer", "shape", "examples") if not hasattr(task, attr)]
+        raise PluginError(
+            f"plugin {plugin!r}: task {config.name!r} failed to build: {type(exc).__name__}: {exc}"
+        ) from exc
+    missing = [
+        attr
+        for attr in ("name", "kind", "tokenizer", "shape", "examples")
+        if not hasattr(task, attr)
+    ]
     if missing:
         raise PluginError(
             f"plugin {plugin!r}: task factory {factory_ref.path!r} returned {type(task).__name__} "

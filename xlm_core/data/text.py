@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -43,7 +44,11 @@ if TYPE_CHECKING:  # datasets takes ~1 s to import: only when text is actually p
 
 SPLITS = ("train", "validation", "test")
 #: Split names other than ours that Hugging Face datasets use.
-_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+_SPLIT_ALIASES = {
+    "train": ("train",),
+    "validation": ("validation", "valid", "dev"),
+    "test": ("test",),
+}
 #: File extension -> the ``datasets`` packaged builder that reads it.
 BUILDERS = {".txt": "text", ".jsonl": "json", ".parquet": "parquet"}
 #: Bump when the prepared layout or the packing rule changes: old caches are then ignored.
@@ -69,7 +74,9 @@ class TextTask:
             )
         self.config, self.name = config, "text"
         self.shape = DataShape(prompt_length=0, target_length=config.block_size)
-        self.cache_root = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        self.cache_root = (
+            Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        )
         self.cache_root = self.cache_root / "text"
         if tokenizer_path is not None:
             self.tokenizer = Tokenizer.from_file(tokenizer_path)
@@ -94,14 +101,16 @@ class TextTask:
     def cache_path(self) -> Path:
         """Where the prepared splits of this source + tokenizer + block settings live."""
         c = self.config
-        key = _hash({
-            "format": FORMAT_VERSION,
-            "source": self._identity,
-            "tokenizer": self.tokenizer.fingerprint(),
-            "block_size": c.block_size,
-            "pack": c.pack,
-            "holdout": c.validation_fraction,
-        })
+        key = _hash(
+            {
+                "format": FORMAT_VERSION,
+                "source": self._identity,
+                "tokenizer": self.tokenizer.fingerprint(),
+                "block_size": c.block_size,
+                "pack": c.pack,
+                "holdout": c.validation_fraction,
+            }
+        )
         return self.cache_root / f"data-{key}"
 
     def prepare(self) -> Path:
@@ -116,11 +125,19 @@ class TextTask:
         staging = self.cache_root / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
-            counts = {split: self._tokenize(raw[split], staging / f"{split}.arrow", split) for split in SPLITS}
+            counts = {
+                split: self._tokenize(raw[split], staging / f"{split}.arrow", split)
+                for split in SPLITS
+            }
             if counts["train"] == 0:
                 raise XLMUserError(f"{self._label}: no tokens in the training split")
-            meta = {"source": self._identity, "tokenizer": self.tokenizer.fingerprint(), "examples": counts,
-                    "block_size": self.config.block_size, "pack": self.config.pack}
+            meta = {
+                "source": self._identity,
+                "tokenizer": self.tokenizer.fingerprint(),
+                "examples": counts,
+                "block_size": self.config.block_size,
+                "pack": self.config.pack,
+            }
             (staging / "meta.json").write_text(json.dumps(meta, indent=2))
             try:
                 staging.rename(final)
@@ -134,8 +151,14 @@ class TextTask:
     # -- tokenizer ----------------------------------------------------------------------------
 
     def _trained_tokenizer(self) -> Tokenizer:
-        key = _hash({"source": self._identity, "vocab_size": self.config.vocab_size,
-                     "holdout": self.config.validation_fraction, "format": FORMAT_VERSION})
+        key = _hash(
+            {
+                "source": self._identity,
+                "vocab_size": self.config.vocab_size,
+                "holdout": self.config.validation_fraction,
+                "format": FORMAT_VERSION,
+            }
+        )
         directory = self.cache_root / f"tokenizer-{key}"
         if (directory / TOKENIZER_FILE).is_file():
             return Tokenizer.from_file(directory)
@@ -157,7 +180,9 @@ class TextTask:
         root = Path(self.config.path).expanduser().resolve()  # type: ignore[arg-type]
         if root.is_file():
             if root.suffix.lower() not in BUILDERS:
-                raise XLMUserError(f"{root}: unsupported file type {root.suffix or '(none)'!r}; use {_kinds()}")
+                raise XLMUserError(
+                    f"{root}: unsupported file type {root.suffix or '(none)'!r}; use {_kinds()}"
+                )
             return [root]
         if not root.is_dir():
             raise XLMUserError(f"task.path: no such file or folder: {root}")
@@ -173,18 +198,28 @@ class TextTask:
         if c.path is not None:
             files = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in self._files]
             return {"files": files, "text_field": c.text_field}
-        identity: dict[str, Any] = {"dataset": c.dataset, "config": c.dataset_config, "text_field": c.text_field}
+        identity: dict[str, Any] = {
+            "dataset": c.dataset,
+            "config": c.dataset_config,
+            "text_field": c.text_field,
+        }
         local = Path(c.dataset).expanduser()  # type: ignore[arg-type]
         if local.exists():  # a local dataset folder or script: its files are part of its identity
-            paths = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-            identity["files"] = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+            paths = (
+                [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+            )
+            identity["files"] = [
+                [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths
+            ]
         return identity
 
     @property
     def _label(self) -> str:
         c = self.config
-        return str(c.path) if c.path is not None else f"dataset {c.dataset!r}" + (
-            f" ({c.dataset_config})" if c.dataset_config else ""
+        return (
+            str(c.path)
+            if c.path is not None
+            else f"dataset {c.dataset!r}" + (f" ({c.dataset_config})" if c.dataset_config else "")
         )
 
     @cached_property
@@ -193,7 +228,9 @@ class TextTask:
         found = self._load_local() if self.config.path is not None else self._load_hub()
         found = {split: _drop_empty(ds) for split, ds in found.items()}
         if "train" not in found or len(found["train"]) == 0:
-            raise XLMUserError(f"{self._label}: the corpus is empty (no non-empty documents in train)")
+            raise XLMUserError(
+                f"{self._label}: the corpus is empty (no non-empty documents in train)"
+            )
         return _hold_out(found, self.config.validation_fraction, self._label)
 
     def _load_local(self) -> dict[str, Dataset]:
@@ -206,10 +243,15 @@ class TextTask:
         for builder, files in sorted(by_builder.items()):
             try:
                 ds = datasets.load_dataset(
-                    builder, data_files={"train": files}, split="train", cache_dir=str(self.cache_root / "hf")
+                    builder,
+                    data_files={"train": files},
+                    split="train",
+                    cache_dir=str(self.cache_root / "hf"),
                 )
             except Exception as exc:  # malformed JSON, unreadable parquet, ...
-                raise XLMUserError(f"cannot read {_files_label(files)}: {_first_line(exc)}") from exc
+                raise XLMUserError(
+                    f"cannot read {_files_label(files)}: {_first_line(exc)}"
+                ) from exc
             field = "text" if builder == "text" else self.config.text_field
             parts.append(_text_column(ds, field, _files_label(files)))
         return {"train": datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]}
@@ -219,7 +261,9 @@ class TextTask:
 
         c = self.config
         try:
-            loaded = datasets.load_dataset(c.dataset, c.dataset_config)  # the Hub (or a local dataset folder)
+            loaded = datasets.load_dataset(
+                c.dataset, c.dataset_config
+            )  # the Hub (or a local dataset folder)
         except Exception as exc:  # offline, unknown name, missing config, ...
             raise XLMUserError(f"cannot load {self._label}: {_first_line(exc)}") from exc
         if not isinstance(loaded, datasets.DatasetDict):
@@ -228,7 +272,9 @@ class TextTask:
         for split, aliases in _SPLIT_ALIASES.items():
             name = next((a for a in aliases if a in loaded), None)
             if name is not None:
-                found[split] = _text_column(loaded[name], c.text_field, f"{self._label} split {name!r}")
+                found[split] = _text_column(
+                    loaded[name], c.text_field, f"{self._label} split {name!r}"
+                )
         if "train" not in found:
             raise XLMUserError(f"{self._label} has no 'train' split (splits: {', '.join(loaded)})")
         return found
@@ -239,7 +285,12 @@ class TextTask:
         """Tokenize one split into the Arrow file ``out``; returns the number of examples."""
         import datasets
 
-        encode, block, eos, pack = self.tokenizer.encode_batch, self.config.block_size, self.tokenizer.vocab.eos_id, self.config.pack
+        encode, block, eos, pack = (
+            self.tokenizer.encode_batch,
+            self.config.block_size,
+            self.tokenizer.vocab.eos_id,
+            self.config.pack,
+        )
 
         def to_blocks(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
             docs = encode(batch["text"])
@@ -256,7 +307,9 @@ class TextTask:
             remove_columns=ds.column_names,
             features=datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))}),
             cache_file_name=str(out),
-            new_fingerprint=hashlib.sha256(str(out).encode()).hexdigest()[:16],  # skip hashing the closure
+            new_fingerprint=hashlib.sha256(str(out).encode()).hexdigest()[
+                :16
+            ],  # skip hashing the closure
             desc=f"Tokenizing {split}",
         )
         return len(result)
@@ -276,16 +329,25 @@ class TokenBlocks(Sequence[Example]):
         table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
         column = table.column("ids")
         # Offsets index into each chunk's whole value buffer, so slicing needs no copy.
-        self._chunks = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks if len(c)]
+        self._chunks = [
+            (c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks if len(c)
+        ]
         self._starts = np.cumsum([0] + [len(off) - 1 for off, _ in self._chunks])
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def __getitem__(self, index: int) -> Example:  # type: ignore[override]
-        n = len(self)
+    @overload
+    def __getitem__(self, index: int) -> Example: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Example]: ...
+
+    def __getitem__(self, index: int | slice) -> Example | list[Example]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n, index = len(self), operator.index(index)
         if not -n <= index < n:
-            raise IndexError(index)
+            raise IndexError(f"index {index} out of range for {n} examples")
         index %= n
         chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
         offsets, values = self._chunks[chunk]
@@ -294,7 +356,11 @@ class TokenBlocks(Sequence[Example]):
 
 
 def _drop_empty(ds: Dataset) -> Dataset:
-    return ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True, desc="Dropping empty documents")
+    return ds.filter(
+        lambda b: [bool(t and t.strip()) for t in b["text"]],
+        batched=True,
+        desc="Dropping empty documents",
+    )
 
 
 def _text_column(ds: Dataset, field: str, label: str) -> Dataset:
@@ -323,7 +389,10 @@ def _hold_out(found: dict[str, Dataset], fraction: float, label: str) -> dict[st
         found[missing[0]] = parts["test"]
     else:
         held = parts["test"]
-        found["validation"], found["test"] = held.select(range(n_each)), held.select(range(n_each, 2 * n_each))
+        found["validation"], found["test"] = (
+            held.select(range(n_each)),
+            held.select(range(n_each, 2 * n_each)),
+        )
     return found
 
 

@@ -48,8 +48,14 @@ class Tokenizer:
     def word_level(cls, symbols: Sequence[str]) -> Tokenizer:
         """A whitespace-split vocabulary: the special tokens at 0..4, then ``symbols`` in order."""
         clashes = sorted(set(symbols) & set(SPECIAL_TOKENS))
-        if clashes or len(set(symbols)) != len(symbols) or any(not s or s.split() != [s] for s in symbols):
-            raise ValueError("word-level symbols must be unique, non-empty, whitespace-free and not special tokens")
+        if (
+            clashes
+            or len(set(symbols)) != len(symbols)
+            or any(not s or s.split() != [s] for s in symbols)
+        ):
+            raise ValueError(
+                "word-level symbols must be unique, non-empty, whitespace-free and not special tokens"
+            )
         vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *symbols))}
         backend = HFTokenizer(models.WordLevel(vocab))
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -78,7 +84,9 @@ class Tokenizer:
         return cls(backend)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, add_special_tokens: bool = False) -> Tokenizer:
+    def from_file(
+        cls, path: str | os.PathLike[str], *, add_special_tokens: bool = False
+    ) -> Tokenizer:
         """Load ``tokenizer.json`` (a file, or a directory holding one).
 
         A missing or unreadable file, or one without the special tokens, is a one-line
@@ -96,7 +104,9 @@ class Tokenizer:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise XLMUserError(f"{file}: not a valid tokenizers JSON file ({reason})") from None
         if add_special_tokens:
-            backend.add_special_tokens([t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None])
+            backend.add_special_tokens(
+                [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
+            )
         return cls(backend, origin=str(file))
 
     # -- use -------------------------------------------------------------------------------
