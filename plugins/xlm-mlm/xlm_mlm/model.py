@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from xlm_core.components import ModelOutput, Vocab
@@ -12,8 +13,9 @@ from xlm_mlm.config import MLMConfig
 class MLMModel(nn.Module):
     """Predicts the token at every position from the whole sequence (no time input).
 
-    MASK is an input symbol only: its logit is -inf, so neither the loss nor a
-    decoder can ever produce it.
+    MASK is an input symbol only: its logit is the lowest finite value, so its
+    probability is exactly zero after a softmax (nothing can produce it) while the
+    logits stay finite for whoever reads them.
     """
 
     def __init__(self, config: MLMConfig, vocab: Vocab):
@@ -23,5 +25,5 @@ class MLMModel(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> ModelOutput:
         logits = self.backbone.logits(self.backbone(input_ids, attention_mask))
-        logits[..., self.mask_id] = float("-inf")
+        logits[..., self.mask_id] = torch.finfo(logits.dtype).min
         return ModelOutput(logits=logits)

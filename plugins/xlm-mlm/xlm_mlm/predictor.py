@@ -80,6 +80,8 @@ class _Decoding:
     def __init__(self, vocab: Vocab, settings: MLMSettings, window: int, model: nn.Module):
         self.vocab, self.settings, self.length, self.model = vocab, settings, window, model
         self.device = next(model.parameters(), torch.empty(0)).device
+        self.banned = torch.zeros(vocab.size, dtype=torch.bool, device=self.device)
+        self.banned[[vocab.mask_id, vocab.bos_id, vocab.cls_id]] = True
 
     def run(
         self, prompts: Sequence[Sequence[int]], width: int, seeds: Sequence[int], record_steps: bool
@@ -149,10 +151,8 @@ class _Decoding:
             )
         logits = self.model(input_ids, attention_mask).logits[:, -self.length :]
         self.nfe[rows.cpu()] += 1
-        # whatever model it is given, the decoder must never write MASK into its output
-        return logits.masked_fill(
-            _one_hot(self.vocab.mask_id, logits.shape[-1], logits.device), float("-inf")
-        )
+        # a window holds content, EOS and PAD only; whatever the model, never write another special
+        return logits.masked_fill(self.banned, float("-inf"))
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -215,7 +215,3 @@ class _Decoding:
             row[:n].tolist()
             for row, n in zip(window, self._output_lengths(window).tolist(), strict=True)
         ]
-
-
-def _one_hot(index: int, size: int, device: torch.device) -> Tensor:
-    return torch.arange(size, device=device) == index
