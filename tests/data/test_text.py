@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from collections import Counter
 
@@ -264,3 +265,6 @@ def test_token_blocks_indexing(tmp_path):
     with pytest.raises(IndexError):
         blocks[len(blocks)]
     assert text_module.TokenBlocks(task.cache_path / "train.arrow")[3] == blocks[3]
+    assert blocks[2:5] == [blocks[2], blocks[3], blocks[4]]
+    clone = pickle.loads(pickle.dumps(blocks))
+    assert len(pickle.dumps(blocks)) < 500 and list(clone) == list(blocks)  # the path, not the tokens

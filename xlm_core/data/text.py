@@ -21,7 +21,9 @@ Tokenizer: ``tokenizer_path`` (a saved run's tokenizer) if given, else
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import operator
 import os
@@ -31,8 +33,6 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
-
-import numpy as np
 
 from xlm_core.components import DataShape, Example
 from xlm_core.config import TaskConfig
@@ -74,10 +74,8 @@ class TextTask:
             )
         self.config, self.name = config, "text"
         self.shape = DataShape(prompt_length=0, target_length=config.block_size)
-        self.cache_root = (
-            Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-        )
-        self.cache_root = self.cache_root / "text"
+        cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        self.cache_root = cache_dir / "text"
         if tokenizer_path is not None:
             self.tokenizer = Tokenizer.from_file(tokenizer_path)
         elif config.tokenizer is not None:
@@ -129,8 +127,6 @@ class TextTask:
                 split: self._tokenize(raw[split], staging / f"{split}.arrow", split)
                 for split in SPLITS
             }
-            if counts["train"] == 0:
-                raise XLMUserError(f"{self._label}: no tokens in the training split")
             meta = {
                 "source": self._identity,
                 "tokenizer": self.tokenizer.fingerprint(),
@@ -186,7 +182,13 @@ class TextTask:
             return [root]
         if not root.is_dir():
             raise XLMUserError(f"task.path: no such file or folder: {root}")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in BUILDERS
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)  # .git, caches
+        )
         if not files:
             raise XLMUserError(f"{root}: folder holds no {_kinds()} files")
         return files
@@ -261,9 +263,8 @@ class TextTask:
 
         c = self.config
         try:
-            loaded = datasets.load_dataset(
-                c.dataset, c.dataset_config
-            )  # the Hub (or a local dataset folder)
+            # The Hub, or a local dataset folder: whatever `datasets` resolves the name to.
+            loaded = datasets.load_dataset(c.dataset, c.dataset_config)
         except Exception as exc:  # offline, unknown name, missing config, ...
             raise XLMUserError(f"cannot load {self._label}: {_first_line(exc)}") from exc
         if not isinstance(loaded, datasets.DatasetDict):
@@ -285,12 +286,8 @@ class TextTask:
         """Tokenize one split into the Arrow file ``out``; returns the number of examples."""
         import datasets
 
-        encode, block, eos, pack = (
-            self.tokenizer.encode_batch,
-            self.config.block_size,
-            self.tokenizer.vocab.eos_id,
-            self.config.pack,
-        )
+        encode, eos = self.tokenizer.encode_batch, self.tokenizer.vocab.eos_id
+        block, pack = self.config.block_size, self.config.pack
 
         def to_blocks(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
             docs = encode(batch["text"])
@@ -307,9 +304,7 @@ class TextTask:
             remove_columns=ds.column_names,
             features=datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))}),
             cache_file_name=str(out),
-            new_fingerprint=hashlib.sha256(str(out).encode()).hexdigest()[
-                :16
-            ],  # skip hashing the closure
+            new_fingerprint=_hash(str(out)),  # a fresh name; spares `datasets` hashing the closure
             desc=f"Tokenizing {split}",
         )
         return len(result)
@@ -332,10 +327,14 @@ class TokenBlocks(Sequence[Example]):
         self._chunks = [
             (c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks if len(c)
         ]
-        self._starts = np.cumsum([0] + [len(off) - 1 for off, _ in self._chunks])
+        self._starts = [0, *itertools.accumulate(len(off) - 1 for off, _ in self._chunks)]
 
     def __len__(self) -> int:
-        return int(self._starts[-1])
+        return self._starts[-1]
+
+    def __reduce__(self) -> tuple[type, tuple[Path]]:
+        # DataLoader workers re-open the map instead of receiving a copy of the corpus.
+        return TokenBlocks, (self.path,)
 
     @overload
     def __getitem__(self, index: int) -> Example: ...
@@ -349,7 +348,7 @@ class TokenBlocks(Sequence[Example]):
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} examples")
         index %= n
-        chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
+        chunk = bisect.bisect_right(self._starts, index) - 1
         offsets, values = self._chunks[chunk]
         row = index - self._starts[chunk]
         return Example((), tuple(values[offsets[row] : offsets[row + 1]].tolist()))
