@@ -71,7 +71,10 @@ def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _register_commands()
     try:
-        app(args=argv, prog_name="xlm", standalone_mode=False)
+        # Outside standalone mode click returns, rather than raises, a command's typer.Exit code.
+        code = app(args=argv, prog_name="xlm", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except _EXIT as exc:
         sys.exit(getattr(exc, "exit_code", 0))
     except _ABORT:

@@ -1,27 +1,318 @@
-"""``xlm plugins``: list, show, validate and scaffold plugins."""
+"""``xlm plugins``: list, show, validate and scaffold plugins.
+
+``list`` and ``show`` read only manifests and pydantic configs, so they never
+import torch; ``validate`` runs the conformance kit and does.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
 import typer
 
-from xlm_core.cli._common import print_json
+from xlm_core.cli._common import print_json, warn
 
-plugins_app = typer.Typer(help="Inspect, validate and scaffold model-family plugins.", no_args_is_help=True)
+if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
+
+    from xlm_core.plugins.registry import PluginRecord, Registry
+
+plugins_app = typer.Typer(
+    help="Inspect, validate and scaffold model-family plugins.",
+    no_args_is_help=True,
+    epilog="Examples:\n\n  xlm plugins list\n\n  xlm plugins show mdlm\n\n  xlm plugins validate mdlm\n\n"
+    "  xlm plugins new toy --dir ~/src",
+)
 
 
-@plugins_app.command("list", epilog="Example: xlm plugins list --json")
+# -- list -------------------------------------------------------------------------------------
+
+
+@plugins_app.command(
+    "list",
+    epilog="Examples:\n\n  xlm plugins list\n\n  xlm plugins list --json\n\n"
+    "  XLM_STRICT_PLUGINS=1 xlm plugins list      exit code 1 if any plugin failed to load",
+)
 def list_plugins(json_out: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """One row per plugin found: name, distribution, version, API version, status, error."""
+    registry = _registry()
+    records = registry.records()
+    if json_out:
+        print_json([r.as_row() for r in records])
+    elif not records:
+        typer.echo("no plugins installed; try `pip install xlm-mdlm` or `xlm plugins new NAME`")
+    else:
+        rows = [
+            [
+                r.name,
+                r.distribution or "(in-process)",
+                r.version or "-",
+                r.api_version or "-",
+                r.status,
+                _short_error(r),
+            ]
+            for r in records
+        ]
+        typer.echo(_table(["NAME", "DISTRIBUTION", "VERSION", "API", "STATUS", "ERROR"], rows))
+    registry.check_strict()
+
+
+def _short_error(record: PluginRecord) -> str:
+    """The error without the ``plugin 'x' (dist v):`` prefix, which the row already shows."""
+    if not record.error:
+        return "-"
+    prefix = f"{record.origin}: "
+    return record.error[len(prefix) :] if record.error.startswith(prefix) else record.error
+
+
+# -- show -------------------------------------------------------------------------------------
+
+
+@plugins_app.command(
+    "show", epilog="Examples:\n\n  xlm plugins show mdlm\n\n  xlm plugins show mdlm --json"
+)
+def show(
+    name: str = typer.Argument(..., help="Family name, as listed by `xlm plugins list`."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A family's config schema (field, type, default, description), its predictor settings and presets."""
+    family = _registry().get(name)
+    manifest, record = family.manifest, family.record
+    config_rows = _schema(manifest.config)
+    settings_rows = _schema(manifest.predictor_settings)
+    if json_out:
+        print_json(
+            {
+                "name": record.name,
+                "distribution": record.distribution,
+                "version": record.version,
+                "api_version": record.api_version,
+                "description": manifest.description,
+                "config": {"class": _qualname(manifest.config), "fields": config_rows},
+                "predictor_settings": {
+                    "class": _qualname(manifest.predictor_settings),
+                    "fields": settings_rows,
+                },
+                "presets": manifest.presets,
+            }
+        )
+        return
+    typer.echo(f"{record.name}: {manifest.description}" if manifest.description else record.name)
+    typer.echo(f"  {_where(record)}, plugin API {record.api_version}")
+    for title, cls, rows, section in (
+        ("Model config", manifest.config, config_rows, "model"),
+        ("Predictor settings", manifest.predictor_settings, settings_rows, "predictor"),
+    ):
+        typer.echo(f"\n{title} ({_qualname(cls)}), set with --set {section}.FIELD=VALUE")
+        table_rows = [
+            [r["field"], r["type"], _default_text(r["default"]), r["description"]] for r in rows
+        ]
+        typer.echo(_table(["FIELD", "TYPE", "DEFAULT", "DESCRIPTION"], table_rows, indent="  "))
+    typer.echo("\nPresets, chosen with --preset NAME")
+    preset_rows = [
+        [preset, " ".join(_flatten(values)) or "(no changes)"]
+        for preset, values in manifest.presets.items()
+    ]
+    typer.echo(_table(["NAME", "SETS"], preset_rows, indent="  ") if preset_rows else "  (none)")
+
+
+def _schema(model: type[BaseModel]) -> list[dict[str, Any]]:
+    from pydantic_core import to_jsonable_python
+
+    rows = []
+    for field, info in model.model_fields.items():
+        default = "required" if info.is_required() else info.get_default(call_default_factory=True)
+        rows.append(
+            {
+                "field": field,
+                "type": _type_text(info),
+                "default": to_jsonable_python(default, fallback=repr),
+                "description": info.description or "",
+            }
+        )
+    return rows
+
+
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _type_text(info: FieldInfo) -> str:
+    """``float`` / ``int | None`` / ``Literal['a', 'b']``, followed by bounds such as ``>0``."""
+    annotation = info.annotation
+    if isinstance(annotation, type) and not get_args(annotation):
+        text = annotation.__name__
+    else:
+        text = re.sub(r"\b(typing|typing_extensions)\.", "", repr(annotation)).replace(
+            "NoneType", "None"
+        )
+    bounds = [
+        f"{symbol}{getattr(meta, key)}"
+        for meta in info.metadata
+        for key, symbol in _BOUNDS.items()
+        if getattr(meta, key, None) is not None
+    ]
+    return " ".join([text, *bounds])
+
+
+def _default_text(value: Any) -> str:
+    import json
+
+    return value if value == "required" else json.dumps(value)
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[str]:
+    items = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append(f"{prefix}{key}={value}")
+    return items
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- validate ---------------------------------------------------------------------------------
+
+
+@plugins_app.command(
+    "validate",
+    epilog="Examples:\n\n  xlm plugins validate mdlm\n\n  xlm plugins validate            every installed plugin\n\n"
+    "  xlm plugins validate --strict   load warnings and incompatible plugins fail too",
+)
+def validate(
+    name: str | None = typer.Argument(
+        None, help="Family to validate; default: every plugin found."
+    ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Also fail on load warnings and incompatible plugins (XLM_STRICT_PLUGINS=1 too).",
+    ),
+) -> None:
+    """Resolve each family's components and run the conformance kit on a tiny config.
+
+    Exit code 1 if any check fails: a plugin that failed to load, a failed check,
+    and under --strict a load warning or an incompatible plugin.
+    """
+    from xlm_core.plugins.registry import strict_mode
+
+    registry = _registry(warnings_to_stderr=False)  # the report below shows them
+    strict = strict or strict_mode()
+    records = _records_to_validate(registry, name)
+    if not records:
+        typer.echo("no plugins to validate")
+        return
+    failures: list[str] = []
+    for record in records:
+        failures.extend(_validate_one(registry, record, strict=strict, named=name is not None))
+    checked = f"{len(records)} plugin{'s' if len(records) != 1 else ''}"
+    if failures:
+        typer.echo(f"\nFAILED ({checked}): {', '.join(failures)}")
+        raise typer.Exit(1)
+    typer.echo(f"\nall checks passed ({checked})")
+
+
+def _records_to_validate(registry: Registry, name: str | None) -> list[PluginRecord]:
+    records = [
+        r for r in registry.records() if r.status != "disabled" and (name is None or r.name == name)
+    ]
+    if name is not None and not records:
+        registry.get(name)  # raises the one-line "unknown" or "disabled" error (exit 2)
+    return records
+
+
+def _validate_one(
+    registry: Registry, record: PluginRecord, *, strict: bool, named: bool
+) -> list[str]:
+    """Print one plugin's report; return its failures as ``name/check``."""
+    typer.echo(f"{record.name} ({_where(record)})")
+    failures = []
+    for message in record.warnings:
+        typer.echo(f"  {'FAIL' if strict else 'WARN'}  warning: {message}")
+        if strict:
+            failures.append(f"{record.name}/warning")
+    if record.status == "incompatible" and not (strict or named):
+        typer.echo(f"  SKIP  incompatible: {_short_error(record)}")
+        return failures
+    if record.status != "ok":
+        typer.echo(f"  FAIL  load: {_short_error(record)}")
+        return [*failures, f"{record.name}/load"]
+    from xlm_core.testing import run_conformance  # imports torch
+
+    for result in run_conformance(registry.get(record.name)):
+        if result.passed:
+            typer.echo(f"  PASS  {result.name}")
+        else:
+            typer.echo(f"  FAIL  {result.name}: {result.message}")
+            failures.append(f"{record.name}/{result.name}")
+    return failures
+
+
+# -- new --------------------------------------------------------------------------------------
+
+
+@plugins_app.command(
+    "new",
+    epilog="Examples:\n\n  xlm plugins new toy\n\n  xlm plugins new my_family --dir ~/src",
+)
+def new(
+    name: str = typer.Argument(..., help="Family name: a lowercase identifier such as 'toy'."),
+    directory: Path = typer.Option(Path("."), "--dir", help="Where to create the xlm-NAME folder."),
+) -> None:
+    """Scaffold a plugin package xlm-NAME: a small working masked-denoising family to change."""
+    from xlm_core.scaffold import create_plugin
+
+    path = create_plugin(name, directory)
+    typer.echo(f"created {path}")
+    typer.echo("next:")
+    for step in (
+        f"pip install -e {path}",
+        "xlm plugins list",
+        f"xlm plugins validate {name}",
+        f"pytest {path / 'tests'}",
+    ):
+        typer.echo(f"  {step}")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _registry(*, warnings_to_stderr: bool = True) -> Registry:
     from xlm_core.plugins.registry import get_registry
 
     registry = get_registry()
-    rows = [r.as_row() for r in registry.records()]
-    if json_out:
-        print_json(rows)
-    else:
-        for row in rows:
-            typer.echo(f"{row['name']:12} {row['status']:12} {row['distribution'] or '-'} {row['version'] or ''}")
-    registry.check_strict()
+    if warnings_to_stderr:
+        for record in registry.records():
+            for message in record.warnings:
+                warn(message)
+    return registry
+
+
+def _where(record: PluginRecord) -> str:
+    return (
+        f"{record.distribution} {record.version}"
+        if record.distribution
+        else "registered in-process"
+    )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers) - 1)]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=True)] + [
+            str(row[-1])
+        ]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

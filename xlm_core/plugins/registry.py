@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import attrs
 import pluggy
+import pydantic
 
 import xlm_core
 from xlm_core.errors import PluginError, StrictPluginError
@@ -89,7 +90,7 @@ class Family:
             try:
                 obj = ref.resolve()
             except Exception as exc:  # a plugin's import error must not escape as a traceback
-                self.record.fail(f"cannot import {kind} {ref.path!r}: {type(exc).__name__}: {exc}")
+                self.record.fail(f"cannot import {kind} {ref.path!r}: {describe_exception(exc)}")
                 raise PluginError(self.record.error) from exc
             from xlm_core.components import contract_violation  # imports torch: only on first use
 
@@ -172,12 +173,12 @@ class Registry:
             plugin = module() if callable(module) and not isinstance(module, types.ModuleType) else module
             self._pm.register(plugin, name=name)
         except Exception as exc:  # import errors, syntax errors, bad hookimpl signatures
-            record.fail(f"cannot load: {type(exc).__name__}: {exc}")
+            record.fail(f"cannot load: {describe_exception(exc)}")
             return record
         try:
             self._validate(record, plugin)
         except Exception as exc:  # an exception raised inside a plugin's hook
-            record.fail(f"{type(exc).__name__}: {exc}")
+            record.fail(describe_exception(exc))
         if record.status != "ok":
             self._pm.unregister(plugin)
         else:
@@ -270,6 +271,17 @@ class Registry:
         """Under XLM_STRICT_PLUGINS=1, any failed or incompatible plugin is a hard error."""
         if strict_mode() and self.failures():
             raise StrictPluginError("; ".join(r.error or r.origin for r in self.failures()))
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: message`` on one line; a pydantic error lists each ``field: problem``."""
+    if isinstance(exc, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        return f"invalid {exc.title}: {problems}"
+    message = " ".join(str(exc).split())  # status lines and table cells are one line each
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def strict_mode() -> bool:
