@@ -144,3 +144,12 @@ def test_specs_that_cannot_be_drawn_are_rejected():
         StarSpec("x", 3, 5, 5, 4, 12, centred=True)
     with pytest.raises(ValueError, match="min_plan"):
         StarSpec("x", 3, 3, 6, 3, 20)
+
+
+def test_the_worked_example_in_the_docs():
+    task = build_task(TaskConfig(name="star-medium", seed=0))
+    example = task.examples("train")[0]
+    prompt = "12 9 12 1 1 5 4 3 9 11 16 17 14 19 17 12 5 0 3 12 8 12 12 10 10 14 16 0"
+    assert task.tokenizer.decode(example.prompt_ids) == prompt
+    assert task.tokenizer.decode(example.target_ids) == "16 17 17 12 12 1 1 5 5 0"
+    assert example.target_ids == (21, 22, 22, 17, 17, 6, 6, 10, 10, 5)
