@@ -1,0 +1,64 @@
+"""The continuous-time NELBO of masked diffusion (Sahoo et al. 2024, eq. 10), per target token.
+
+For one example with window x0 and time t (drawn in [eps, 1] by the collator):
+
+    NELBO estimate = sum over masked positions l of  -log p(x0_l | z_t) * (-alpha'_t / (1 - alpha_t))
+
+(the weight is 1/t for the log-linear schedule). With SUBS every unmasked
+position has log p = 0 on its token, so the sum may run over the whole window
+and the unmasked terms are exactly zero. The estimate is unbiased for
+(1 / (1 - eps)) * integral_eps^1 of the weighted expected loss, the NELBO up to
+O(eps) terms (docs/families/mdlm.md).
+
+Normalisation: ``nll_sum`` covers every window position, PAD fill included
+(the window is a one-to-one encoding of the sequence, so this is a bound on
+-log p of the sequence), and ``n_tokens`` counts the target's content tokens
+plus its EOS, the count ARLM divides by. ``nll_sum / n_tokens`` is therefore a
+per-token bound directly comparable with ARLM's exact NLL. It is not a mean
+over masked tokens, which would not be a bound; that mean is logged separately
+as the diagnostic ``masked_ce``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
+from xlm_mdlm.config import MDLMConfig
+from xlm_mdlm.schedule import make_schedule
+
+
+def window_length(batch: Batch) -> int:
+    """Every window position is a target and windows are right-aligned: count the target columns."""
+    return int((batch.targets != IGNORE_INDEX).any(dim=0).sum())
+
+
+class MDLMLoss:
+    nll_kind: ClassVar[NLLKind] = "bound"
+
+    def __init__(self, config: MDLMConfig, vocab: Vocab):
+        self.vocab = vocab
+        self.schedule = make_schedule(config.schedule, config.eps)
+
+    def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
+        w = window_length(batch)
+        t = batch.extras["t"]
+        log_probs = model(batch.input_ids, batch.attention_mask, t, window=w).logits
+        clean = batch.targets[:, -w:]
+        token_nll = -log_probs.gather(-1, clean.unsqueeze(-1)).squeeze(
+            -1
+        )  # 0 where unmasked (SUBS)
+        weight = self.schedule.loss_weight(t.double()).to(token_nll.dtype)
+        nll_sum = (token_nll * weight[:, None]).sum()
+        n_tokens = (clean != self.vocab.pad_id).sum()
+
+        masked = batch.input_ids[:, -w:] == self.vocab.mask_id
+        masked_ce = token_nll.detach().sum() / masked.sum().clamp_min(1)
+        return LossOutput(
+            loss=nll_sum / n_tokens.clamp_min(1),
+            n_tokens=n_tokens,
+            nll_sum=nll_sum.detach(),
+            metrics={"masked_ce": masked_ce},
+        )

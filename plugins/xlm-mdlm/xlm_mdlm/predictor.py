@@ -1,0 +1,267 @@
+"""MDLM decoding: ancestral sampling (with p(x0) reuse), confidence and threshold unmasking, in blocks.
+
+Every row starts from an all-MASK window (target + EOS + PAD fill, W positions)
+after its prompt, laid out as in training (``collator.py``). A step chooses some
+masked positions of the row's current block and draws their tokens from
+p(x0 | z) (SUBS: never MASK); decided tokens are never revised.
+
+- ancestral: on the grid t_j = 1 - j/T, a masked position unmasks between t and
+  s with probability (alpha_s - alpha_t) / (1 - alpha_t); the last step (s = 0)
+  fills every remaining mask. Many steps change nothing, and without time
+  conditioning p(x0 | z) depends on z alone, so a row whose window did not change
+  reuses its last p(x0) (``cache``): fewer forward passes, identical samples.
+- confidence: the k most confident masked positions per step.
+- threshold: every masked position whose confidence exceeds tau, at least one.
+- block_size B: positions are decided B at a time, left to right (semi-AR);
+  ancestral runs ceil(T / n_blocks) steps per block.
+
+Randomness is per row (``xlm_core.nn.sampling``): row i draws its noise from its
+own generator, the same draws in the same order whatever the batch, so a sample
+does not depend on its batch or on the cache. A row leaves the batch as soon as
+its output is determined: every position before its first EOS/PAD is decided
+(what follows is cut anyway).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from xlm_core.components import DataShape, Prediction, Vocab
+from xlm_core.nn.sampling import confidence, make_generators, sample, uniform
+from xlm_mdlm.collator import left_pad, prompt_width
+from xlm_mdlm.config import MDLMConfig, MDLMSettings
+from xlm_mdlm.schedule import make_schedule
+
+
+class MDLMPredictor:
+    def __init__(self, config: MDLMConfig, vocab: Vocab, shape: DataShape):
+        self.vocab = vocab
+        self.shape = shape
+        self.schedule = make_schedule(config.schedule, config.eps)
+        self.time_conditioned = config.time_conditioning
+
+    # -- step accounting --------------------------------------------------------------------
+
+    def window_length(self, settings: MDLMSettings) -> int:
+        return (settings.max_new_tokens or self.shape.target_length) + 1
+
+    def blocks(self, settings: MDLMSettings) -> list[tuple[int, int]]:
+        """``[start, end)`` of each block of the window, left to right."""
+        w = self.window_length(settings)
+        size = settings.block_size or w
+        return [(start, min(start + size, w)) for start in range(0, w, size)]
+
+    def steps_per_block(self, settings: MDLMSettings) -> int:
+        """ancestral: steps of each block's own t = 1 -> 0 schedule."""
+        total = settings.steps or self.window_length(settings)
+        return math.ceil(total / len(self.blocks(settings)))
+
+    def step_budget(self, settings: MDLMSettings) -> int:
+        blocks = self.blocks(settings)
+        if settings.sampler == "ancestral":
+            return len(blocks) * self.steps_per_block(settings)
+        if settings.sampler == "confidence":
+            return sum(math.ceil((end - start) / settings.k) for start, end in blocks)
+        return self.window_length(settings)  # threshold decides at least one position per step
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(
+        self,
+        model: nn.Module,
+        prompts: Sequence[Sequence[int]],
+        *,
+        settings: MDLMSettings,
+        seeds: Sequence[int],
+        record_steps: bool = False,
+    ) -> Prediction:
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+        was_training = model.training
+        model.eval()  # dropout would make samples depend on more than the seed
+        try:
+            return _Decoding(self, model, prompts, settings, seeds, record_steps).run()
+        finally:
+            model.train(was_training)
+
+
+class _Decoding:
+    """The state of one ``predict`` call: all tensors cover every row; ``active`` rows are still decoding."""
+
+    def __init__(
+        self,
+        predictor: MDLMPredictor,
+        model: nn.Module,
+        prompts: Sequence[Sequence[int]],
+        settings: MDLMSettings,
+        seeds: Sequence[int],
+        record_steps: bool,
+    ):
+        self.p, self.model, self.settings = predictor, model, settings
+        self.vocab = v = predictor.vocab
+        device = next(model.parameters()).device
+        b, w = len(prompts), predictor.window_length(settings)
+        self.w = w
+        prompt_ids, prompt_real = left_pad(
+            prompts, prompt_width(prompts, predictor.shape), v.pad_id
+        )
+        self.seq = torch.cat(
+            [prompt_ids, torch.full((b, w), v.mask_id, dtype=torch.long)], dim=1
+        ).to(device)
+        real = torch.cat([prompt_real, torch.ones(b, w, dtype=torch.bool)], dim=1).to(device)
+        self.real = None if bool(real.all()) else real
+        self.generators = make_generators(seeds, device)
+        self.blocks = torch.tensor(predictor.blocks(settings), device=device)  # (n_blocks, 2)
+        self.block = torch.zeros(b, dtype=torch.long, device=device)  # current block of each row
+        self.block_step = torch.zeros(
+            b, dtype=torch.long, device=device
+        )  # ancestral step within it
+        self.steps_per_block = predictor.steps_per_block(settings)
+        self.positions = torch.arange(w, device=device)
+        # p(x0 | z) of each row's current window, valid while `fresh`; reused only without time conditioning
+        self.log_probs: Tensor | None = None
+        self.fresh = torch.zeros(b, dtype=torch.bool, device=device)
+        self.reuse = settings.cache and not predictor.time_conditioned
+        self.steps = torch.zeros(b, dtype=torch.long)
+        self.nfe = torch.zeros(b, dtype=torch.long)
+        self.active = torch.ones(b, dtype=torch.bool)
+        self.history: list[list[list[int]]] | None = (
+            [[] for _ in range(b)] if record_steps else None
+        )
+        self.budget = predictor.step_budget(settings)
+
+    @property
+    def window(self) -> Tensor:
+        return self.seq[:, -self.w :]
+
+    def run(self) -> Prediction:
+        while self.active.any():
+            rows = self.active.nonzero().squeeze(1)
+            self._refresh(rows)
+            chosen = self._choose(rows)
+            self._fill(rows, chosen)
+            self._advance(rows)
+            if (
+                int(self.steps.max()) > self.budget
+            ):  # every sampler decides a position or moves time on
+                raise RuntimeError(f"MDLM decoding exceeded its step budget of {self.budget}")
+        return self._prediction()
+
+    def _refresh(self, rows: Tensor) -> None:
+        """Forward pass for the rows whose p(x0) is stale; the others keep theirs."""
+        stale = rows if not self.reuse else rows[~self.fresh[rows.to(self.fresh.device)].cpu()]
+        if len(stale) == 0:
+            return
+        dev = self.seq.device
+        idx = stale.to(dev)
+        real = None if self.real is None else self.real[idx]
+        t = self._noise_level(idx) if self.p.time_conditioned else None
+        out = self.model(self.seq[idx], real, t, window=self.w).logits
+        if self.log_probs is None:
+            self.log_probs = out.new_empty((self.seq.shape[0], *out.shape[1:]))
+        self.log_probs[idx] = out
+        self.fresh[idx] = True
+        self.nfe[stale] += 1
+
+    def _noise_level(self, idx: Tensor) -> Tensor:
+        """t fed to a time-conditioned model: the ancestral grid time without blocks, otherwise the time
+        whose masking rate equals the row's fraction of masked window positions."""
+        if self.settings.sampler == "ancestral" and len(self.blocks) == 1:
+            return 1.0 - self.block_step[idx].double() / self.steps_per_block
+        masked = (self.window[idx] == self.vocab.mask_id).double().mean(dim=1)
+        return self.p.schedule.time_at(masked)
+
+    def _choose(self, rows: Tensor) -> Tensor:
+        """``(n, W)`` bool: the masked positions of each row's current block decided in this step."""
+        idx = rows.to(self.seq.device)
+        start, end = self.blocks[self.block[idx]].unbind(dim=1)
+        pos = self.positions[None, :]
+        eligible = (
+            (self.window[idx] == self.vocab.mask_id)
+            & (pos >= start[:, None])
+            & (pos < end[:, None])
+        )
+        gens = [self.generators[i] for i in rows.tolist()]
+        if self.settings.sampler == "ancestral":
+            j = self.block_step[idx].double()
+            t = 1.0 - j / self.steps_per_block
+            s = 1.0 - (j + 1.0) / self.steps_per_block
+            p_unmask = self.p.schedule.unmask_probability(
+                t, s
+            )  # exactly 1 on the last step (s = 0)
+            u = uniform(gens, (self.w,), self.seq.device)
+            return eligible & (u < p_unmask[:, None])
+        score = confidence(self.log_probs[idx].exp(), self.settings.confidence)
+        score = score.masked_fill(~eligible, float("-inf"))
+        # stable sort: among equal scores the leftmost position wins, whatever the batch
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order).scatter_(
+            1, order, self.positions.expand_as(order).contiguous()
+        )
+        if self.settings.sampler == "confidence":
+            return eligible & (rank < self.settings.k)
+        return eligible & ((score > self.settings.threshold) | (rank == 0))
+
+    def _fill(self, rows: Tensor, chosen: Tensor) -> None:
+        """Draw tokens at the chosen positions, each from its row's generator, and write them in."""
+        row_in_batch, pos = chosen.nonzero(as_tuple=True)
+        if len(pos) == 0:
+            return
+        idx = rows.to(self.seq.device)
+        logits = self.log_probs[
+            idx[row_in_batch], pos
+        ]  # (N, V), rows in order, positions ascending
+        gens = [self.generators[i] for i in rows[row_in_batch.cpu()].tolist()]
+        s = self.settings
+        tokens = sample(logits, gens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        self.seq[idx[row_in_batch], self.seq.shape[1] - self.w + pos] = tokens
+        self.fresh[idx[row_in_batch]] = False
+
+    def _advance(self, rows: Tensor) -> None:
+        """Count the step, move rows to their next block, and retire rows whose output is determined."""
+        idx = rows.to(self.seq.device)
+        self.steps[rows] += 1
+        window = self.window[idx]
+        masked = window == self.vocab.mask_id
+        self.block_step[idx] += 1
+        start, end = self.blocks[self.block[idx]].unbind(dim=1)
+        pos = self.positions[None, :]
+        block_open = (masked & (pos >= start[:, None]) & (pos < end[:, None])).any(dim=1)
+        next_block = ~block_open
+        self.block[idx] += next_block.long()
+        self.block_step[idx] = torch.where(next_block, 0, self.block_step[idx])
+
+        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
+        first_end = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), self.w)
+        done = ~(masked & (pos < first_end[:, None])).any(dim=1)
+        if self.history is not None:
+            for row, state in zip(rows.tolist(), window.tolist(), strict=True):
+                self.history[row].append(state)
+        self.active[rows[done.cpu()]] = False
+
+    def _prediction(self) -> Prediction:
+        window = self.window.cpu()
+        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
+        lengths = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), self.w)
+        ids = window.masked_fill(
+            self.positions.cpu()[None, :] >= lengths[:, None], self.vocab.pad_id
+        )
+        ids = ids[:, : int(lengths.max())] if len(lengths) else ids
+        history = None
+        if self.history is not None:
+            history = [
+                [state[:n] for state in states]
+                for states, n in zip(self.history, lengths.tolist(), strict=True)
+            ]
+        return Prediction(
+            ids=ids,
+            lengths=lengths,
+            steps=self.steps.clone(),
+            nfe=self.nfe.clone(),
+            history=history,
+        )
