@@ -1,16 +1,44 @@
-"""The checkpoint directory format: safetensors weights + config.json + tokenizer file.
+"""The checkpoint directory format and the run directory around it.
 
-Loading never unpickles.
+A checkpoint is a directory holding ``config.json`` (format version, xlm-core
+version, the plugin that wrote it, the full run config and the task's shape),
+``model.safetensors`` and ``tokenizer.json``. It is written into a temporary
+sibling and renamed into place, so a reader never sees half a checkpoint.
+Loading reads JSON and safetensors only: nothing is unpickled.
+
+A run directory (``xlm train --out DIR``) holds ``run.json`` (the same record,
+written when training starts), ``final/`` and ``step-<N>/`` checkpoints,
+``lightning/last.ckpt`` for ``--resume`` and the logs. This module is torch-free
+until weights are read or written.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from xlm_core.errors import XLMUserError
+import xlm_core
+from xlm_core.errors import PluginError, XLMUserError
+from xlm_core.plugins.manifest import parse_version
 
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_FILE = "run.json"
+FINAL_DIR = "final"
+LIGHTNING_DIR = "lightning"
+LAST_CKPT = "last.ckpt"
+LOGS_DIR = "logs"
+#: Set while a run trains, so that processes Lightning launches for other devices join the same directory.
+RUN_DIR_ENV = "XLM_RUN_DIR"
+
+
+# -- weights ----------------------------------------------------------------------------------
 
 
 def save_weights(model, directory: str | os.PathLike) -> Path:
@@ -36,9 +64,214 @@ def load_weights(model, directory: str | os.PathLike, *, device: str = "cpu") ->
         raise XLMUserError(f"checkpoint {Path(directory)} has no {WEIGHTS_FILE}")
     try:
         missing, unexpected = load_model(model, str(path), strict=False, device=device)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise XLMUserError(f"{path} is corrupt or truncated ({exc})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise XLMUserError(f"{path} is corrupt or truncated ({reason})") from None
     if missing or unexpected:
         raise XLMUserError(
             f"{path} does not match the model (missing: {sorted(missing)[:3]}, unexpected: {sorted(unexpected)[:3]})"
         )
+
+
+# -- the checkpoint record --------------------------------------------------------------------
+
+
+def plugin_info(family) -> dict[str, Any]:
+    """Who wrote a checkpoint: what ``pip install`` needs to read it back."""
+    record = family.record
+    return {
+        "name": family.name,
+        "distribution": record.distribution,
+        "version": record.version,
+        "api_version": family.manifest.api_version,
+    }
+
+
+def make_meta(run_config, family, task_info: dict[str, Any]) -> dict[str, Any]:
+    """The ``config.json`` record; ``task_info`` (kind and length budgets) lets a loader skip rebuilding data."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "xlm_core_version": xlm_core.__version__,
+        "plugin": plugin_info(family),
+        "task_info": task_info,
+        "run_config": run_config.dump(),
+    }
+
+
+def write_checkpoint(
+    directory: str | os.PathLike, *, model, tokenizer, meta: dict[str, Any]
+) -> Path:
+    """Write a complete checkpoint into a temporary sibling, then rename it to ``directory``.
+
+    An existing checkpoint at ``directory`` (a step written again after a resume)
+    is replaced only once the new one is complete.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        save_weights(model, tmp)
+        tokenizer.save(tmp)
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint directory ``path`` names: itself, or ``path/final`` for a run directory."""
+    path = Path(path)
+    if not path.exists():
+        raise XLMUserError(f"checkpoint not found: {path}")
+    if not path.is_dir():
+        raise XLMUserError(
+            f"{path} is not a checkpoint directory (expected a folder with {CONFIG_FILE})"
+        )
+    if not (path / CONFIG_FILE).exists() and (path / FINAL_DIR / CONFIG_FILE).exists():
+        return path / FINAL_DIR
+    if not (path / CONFIG_FILE).exists():
+        hint = (
+            " (the run has no final/ checkpoint yet; try a step-<N>/ folder)"
+            if (path / RUN_FILE).exists()
+            else ""
+        )
+        raise XLMUserError(f"{path} is not a checkpoint: it has no {CONFIG_FILE}{hint}")
+    return path
+
+
+def read_meta(directory: str | os.PathLike, file_name: str = CONFIG_FILE) -> dict[str, Any]:
+    """Parse and check a ``config.json`` (or a run's ``run.json``); problems name the file."""
+    file = Path(directory) / file_name
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise XLMUserError(f"{file} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XLMUserError(f"{file} is corrupt or truncated ({exc})") from None
+    required = ("format_version", "plugin", "run_config")
+    if not isinstance(meta, dict) or any(k not in meta for k in required):
+        raise XLMUserError(f"{file} is not an xlm checkpoint record (needs {', '.join(required)})")
+    version = meta["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise XLMUserError(
+            f"{file} has checkpoint format {version!r}, newer than this xlm-core "
+            f"({xlm_core.__version__}) reads; run `pip install -U xlm-core`"
+        )
+    plugin = meta["plugin"]
+    if not isinstance(plugin, dict) or not isinstance(plugin.get("name"), str):
+        raise XLMUserError(f"{file}: 'plugin' must record at least the plugin's name")
+    return meta
+
+
+def require_family(meta: dict[str, Any], origin: str | os.PathLike):
+    """The installed family that can read a checkpoint, or one line saying what to ``pip install``."""
+    from xlm_core.plugins.registry import get_registry
+
+    plugin = meta["plugin"]
+    name, dist, version = plugin["name"], plugin.get("distribution"), plugin.get("version")
+    api = plugin.get("api_version")
+    core_major = parse_version(xlm_core.PLUGIN_API_VERSION)[0]
+    if api is not None:
+        try:
+            major = parse_version(api)[0]
+        except ValueError:
+            raise XLMUserError(
+                f"{origin}: plugin api_version {api!r} is not of the form MAJOR.MINOR"
+            ) from None
+        if major != core_major:
+            raise PluginError(
+                f"{origin} needs plugin API {major}.x but xlm-core {xlm_core.__version__} provides "
+                f"{xlm_core.PLUGIN_API_VERSION}; install xlm-core and {dist or 'the plugin'} built for API {major}.x"
+            )
+    registry = get_registry()
+    known = {r.name for r in registry.records()}
+    if name not in known:
+        package = dist or f"xlm-{name}"
+        pinned = f"{package}=={version}" if dist and version else package
+        raise PluginError(
+            f"{origin} needs plugin {name!r}, which is not installed; run `pip install {pinned}`"
+        )
+    return registry.get(
+        name
+    )  # installed but failed or disabled: the registry's own one-line reason
+
+
+def load_run_config(meta: dict[str, Any], family, origin: str | os.PathLike):
+    """The saved run config, validated against the installed family's config classes."""
+    from xlm_core.config import run_config_class, validate_run_config
+
+    return validate_run_config(
+        run_config_class(family), meta["run_config"], f"{origin}: run_config"
+    )
+
+
+# -- run directories --------------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    """Whether this is the first process of a (possibly distributed) run, as launchers announce it.
+
+    Read from the environment (torchrun, Lightning's launcher, SLURM) so that the
+    CLI can decide before torch is imported which process checks and prepares the
+    run directory: any non-zero rank, local rank or node rank is a helper process.
+    """
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key, "0").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
+
+
+def default_run_dir(plugin: str, task: str, root: str | os.PathLike = "runs") -> Path:
+    return Path(root) / f"{plugin}-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"step-{step}"
+
+
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse to train into a directory that already holds a run, unless ``overwrite`` is given.
+
+    Only checks: nothing is deleted here, so a mistake found later leaves the old run intact.
+    """
+    if out.exists() and not out.is_dir():
+        raise XLMUserError(f"--out {out} is a file, not a directory")
+    if overwrite or not out.exists() or not any(out.iterdir()):
+        return
+    if (out / FINAL_DIR / CONFIG_FILE).exists():
+        raise XLMUserError(
+            f"--out {out} already holds a finished run; pass --overwrite to replace it"
+        )
+    if (out / RUN_FILE).exists():
+        raise XLMUserError(
+            f"--out {out} holds an unfinished run; continue it with `xlm train --resume {out}` or pass --overwrite"
+        )
+    raise XLMUserError(
+        f"--out {out} exists and is not empty; choose a new directory or pass --overwrite"
+    )
+
+
+def clear_run_dir(out: Path) -> None:
+    """Empty ``out`` for ``--overwrite``: called only once the new run has passed every check."""
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()

@@ -1,0 +1,121 @@
+"""Task and likelihood metrics shared by validation and ``xlm eval``. Plain Python, no torch.
+
+Sums are accumulated and divided once at the end (``Totals``), so a metric over
+a split never depends on how the split was batched: a per-token NLL is the
+summed NLL over the summed token count, not a mean of batch means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+
+def exact_match(predicted: Sequence[int], target: Sequence[int]) -> bool:
+    """The generated target equals the reference, token for token and in length."""
+    return list(predicted) == list(target)
+
+
+def token_matches(predicted: Sequence[int], target: Sequence[int]) -> int:
+    """Positions of ``target`` that ``predicted`` gets right (a missing position counts as wrong)."""
+    return sum(p == t for p, t in zip(predicted, target, strict=False))
+
+
+def perplexity(nll: float | None) -> float | None:
+    """``exp(nll)``; None when there is no likelihood, infinity when it overflows."""
+    if nll is None:
+        return None
+    try:
+        return math.exp(nll)
+    except OverflowError:
+        return math.inf
+
+
+def unigram_entropy(ids: Sequence[int]) -> float:
+    """Entropy (nats) of the token distribution within one sequence: low values flag repetitive samples."""
+    if not ids:
+        return 0.0
+    counts = Counter(ids)
+    n = len(ids)
+    return -sum(c / n * math.log(c / n) for c in counts.values())
+
+
+@attrs.define(slots=True)
+class Totals:
+    """Running sums of everything evaluation reports; ``summary()`` turns them into means."""
+
+    examples: int = 0  # examples scored by the loss (times the number of corruption draws)
+    loss_sum: float = 0.0  # batch loss times batch size
+    nll_sum: float = 0.0
+    nll_tokens: int = 0
+    metric_sums: dict[str, float] = attrs.field(factory=dict)
+    predicted: int = 0  # examples decoded
+    exact: int = 0
+    token_correct: int = 0
+    target_tokens: int = 0  # reference target tokens of the decoded examples
+    generated_tokens: int = 0
+    nfe: int = 0
+    steps: int = 0
+    entropy_sum: float = 0.0
+    has_targets: bool = False  # prompted tasks: compare the generated target with the reference
+
+    def add_loss(
+        self,
+        batch_size: int,
+        loss: float,
+        n_tokens: int,
+        nll_sum: float | None,
+        metrics: dict[str, float],
+    ) -> None:
+        self.examples += batch_size
+        self.loss_sum += loss * batch_size
+        if nll_sum is not None:
+            self.nll_sum += nll_sum
+            self.nll_tokens += n_tokens
+        for name, value in metrics.items():
+            self.metric_sums[name] = self.metric_sums.get(name, 0.0) + value * batch_size
+
+    def add_prediction(
+        self, generated: Sequence[int], nfe: int, steps: int, target: Sequence[int] | None
+    ) -> None:
+        self.predicted += 1
+        self.generated_tokens += len(generated)
+        self.nfe += nfe
+        self.steps += steps
+        self.entropy_sum += unigram_entropy(generated)
+        if target is not None:
+            self.has_targets = True
+            self.exact += exact_match(generated, target)
+            self.token_correct += token_matches(generated, target)
+            self.target_tokens += len(target)
+
+    def summary(self, nll_kind: str) -> dict[str, float | str | None]:
+        out: dict[str, float | str | None] = {}
+        if self.has_targets:
+            out["seq_acc"] = _ratio(self.exact, self.predicted)
+            out["token_acc"] = _ratio(self.token_correct, self.target_tokens)
+        nll = _ratio(self.nll_sum, self.nll_tokens) if nll_kind != "none" else None
+        out.update(nll=nll, nll_kind=nll_kind, ppl=perplexity(nll))
+        if self.examples:
+            out["loss"] = self.loss_sum / self.examples
+            out.update(
+                {name: value / self.examples for name, value in sorted(self.metric_sums.items())}
+            )
+        if self.predicted:
+            out["nfe"] = self.nfe / self.predicted
+            out["steps"] = self.steps / self.predicted
+            out["mean_length"] = self.generated_tokens / self.predicted
+            out["entropy"] = self.entropy_sum / self.predicted
+        return out
+
+
+def mean_length(sequences: Iterable[Sequence[int]]) -> float | None:
+    lengths = [len(s) for s in sequences]
+    return sum(lengths) / len(lengths) if lengths else None
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None

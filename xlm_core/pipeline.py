@@ -1,0 +1,379 @@
+"""A trained model ready to use: ``xlm_core.load(path)`` -> :class:`Pipeline`.
+
+``generate`` samples, ``score`` measures likelihood, ``evaluate`` does both over
+a split (what ``xlm eval`` prints). Every example's sampling seed derives from
+the evaluation seed and the example's index, so results do not depend on batch
+size. Loading reads ``config.json``, ``tokenizer.json`` and ``model.safetensors``
+only; the task's data is generated or read only when a split is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from xlm_core.checkpoint import (
+    find_checkpoint,
+    load_run_config,
+    load_weights,
+    read_meta,
+    require_family,
+)
+from xlm_core.components import DataShape, Example
+from xlm_core.config import override_section
+from xlm_core.data.datamodule import EvalCollate, derived_seed
+from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
+from xlm_core.errors import XLMUserError
+from xlm_core.metrics import Totals, mean_length
+
+#: Shown in place of a position the model has not decided yet (``--show-steps``).
+MASK_GLYPH = "_"
+
+
+@attrs.frozen
+class GenerationResult:
+    """One sample. ``ids`` are the generated target tokens (no prompt, no EOS).
+
+    ``history`` (with ``record_steps``) is the target after every decoding step,
+    MASK ids marking undecided positions; :meth:`Pipeline.render` draws them.
+    ``reference`` is the task's target when the prompt came from the test split.
+    """
+
+    prompt: str
+    text: str
+    ids: list[int]
+    steps: int
+    nfe: int
+    history: list[list[int]] | None = None
+    reference: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class Pipeline:
+    """A model with its family's components, tokenizer and run config, in eval mode on one device."""
+
+    def __init__(
+        self,
+        *,
+        family: Any,
+        run_config: Any,
+        model: torch.nn.Module,
+        tokenizer: Tokenizer,
+        task_kind: str,
+        shape: DataShape,
+        device: torch.device | str,
+        checkpoint: Path | None = None,
+        task: Any = None,
+    ):
+        self.family, self.run_config, self.tokenizer = family, run_config, tokenizer
+        self.vocab = tokenizer.vocab
+        self.task_kind, self.shape = task_kind, shape
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.checkpoint = checkpoint
+        self._task = task
+        config = run_config.model
+        self.loss = family.component("loss")(config, self.vocab)
+        self.predictor = family.component("predictor")(config, self.vocab, shape)
+        self.nll_kind: str = type(self.loss).nll_kind
+
+    @cached_property
+    def collator(self) -> Any:
+        return self.family.component("collator")(self.run_config.model, self.vocab, self.shape)
+
+    @property
+    def task(self) -> Any:
+        """The task, rebuilt from the run config with the checkpoint's tokenizer on first use."""
+        if self._task is None:
+            from xlm_core.data.tasks import build_task
+
+            tokenizer_path = (
+                self.checkpoint / TOKENIZER_FILE if self.checkpoint is not None else None
+            )
+            self._task = build_task(self.run_config.task, tokenizer_path=tokenizer_path)
+        return self._task
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def settings(self, **overrides: Any) -> Any:
+        """The run's predictor settings with ``overrides`` applied and validated."""
+        return override_section(self.run_config.predictor, overrides, "predictor")
+
+    def generate(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        num_samples: int | None = None,
+        seed: int = 0,
+        record_steps: bool = False,
+        progress: bool = False,
+        **settings_overrides: Any,
+    ) -> list[GenerationResult]:
+        """Sample continuations of ``prompts`` (``num_samples`` each, default 1).
+
+        Without prompts: ``num_samples`` (default 4) unconditional samples for a
+        text task, or the first ``num_samples`` test prompts of a prompted task.
+        Sample ``j`` of the returned list is seeded with ``(seed, j)``.
+        """
+        settings = self.settings(**settings_overrides)
+        references: list[str | None]
+        if prompts is not None:
+            per_prompt = 1 if num_samples is None else num_samples
+            texts = [p for p in prompts for _ in range(per_prompt)]
+            prompt_ids = [self.tokenizer.encode(p) for p in texts]
+            references = [None] * len(texts)
+        elif self.task_kind == "prompted":
+            examples = list(self.task.examples("test")[: 4 if num_samples is None else num_samples])
+            prompt_ids = [list(e.prompt_ids) for e in examples]
+            texts = [self.tokenizer.decode(p) for p in prompt_ids]
+            references = [self.tokenizer.decode(e.target_ids) for e in examples]
+        else:
+            count = 4 if num_samples is None else num_samples
+            prompt_ids, texts, references = [[] for _ in range(count)], [""] * count, [None] * count
+        seeds = [derived_seed(seed, j) for j in range(len(prompt_ids))]
+        results = []
+        for j, (ids, steps, nfe, history) in enumerate(
+            self._predict(prompt_ids, seeds, settings, record_steps=record_steps, progress=progress)
+        ):
+            results.append(
+                GenerationResult(
+                    texts[j], self.tokenizer.decode(ids), ids, steps, nfe, history, references[j]
+                )
+            )
+        return results
+
+    def render(self, ids: Sequence[int]) -> str:
+        """Token by token, space separated, with ``_`` for an undecided (MASK) position."""
+        v = self.vocab
+        pieces = []
+        for i in ids:
+            if i == v.mask_id:
+                pieces.append(MASK_GLYPH)
+            elif i != v.pad_id:
+                pieces.append(self.tokenizer.decode([i], skip_special=False).strip() or "·")
+        return " ".join(pieces)
+
+    # -- likelihood and evaluation -------------------------------------------------------------
+
+    def score(
+        self, inputs: Sequence[str | Example | tuple[str, str]], *, progress: bool = False
+    ) -> dict[str, Any]:
+        """Per-token NLL (exact or a bound, see ``nll_kind``), ppl, loss and the family's loss metrics.
+
+        ``inputs``: texts (text tasks), ``(prompt, target)`` string pairs, or :class:`Example` s.
+        Families with a stochastic loss average ``eval_nll_samples`` seeded draws per example.
+        """
+        examples = [self._as_example(x) for x in inputs]
+        totals = Totals()
+        self._score_into(totals, examples, progress=progress)
+        tokens = totals.nll_tokens // max(1, self.run_config.model.eval_nll_samples)
+        return {"n_examples": len(examples), "n_tokens": tokens, **totals.summary(self.nll_kind)}
+
+    def evaluate(
+        self,
+        split: str = "test",
+        limit: int | None = None,
+        *,
+        progress: bool = True,
+        **settings_overrides: Any,
+    ) -> dict[str, Any]:
+        """Likelihood and sampling metrics over the first ``limit`` examples of ``split`` (all when None)."""
+        settings = self.settings(**settings_overrides)
+        examples = self.task.examples(split)
+        n = len(examples) if limit is None else min(limit, len(examples))
+        if n == 0:
+            raise XLMUserError(
+                f"split {split!r} of task {self.run_config.task.name!r} has no examples"
+            )
+        examples = [examples[i] for i in range(n)]
+        totals = Totals()
+        self._score_into(totals, examples, progress=progress)
+        prompted = self.task_kind == "prompted"
+        prompts = [list(e.prompt_ids) if prompted else [] for e in examples]
+        seeds = [derived_seed(self.run_config.eval.seed, i) for i in range(n)]
+        start = time.perf_counter()
+        outputs = list(self._predict(prompts, seeds, settings, progress=progress))
+        seconds = time.perf_counter() - start
+        for example, (ids, steps, nfe, _) in zip(examples, outputs, strict=True):
+            totals.add_prediction(ids, nfe, steps, list(example.target_ids) if prompted else None)
+        return {
+            "task": self.run_config.task.name,
+            "split": split,
+            "n_examples": n,
+            **totals.summary(self.nll_kind),
+            "samples_per_s": n / seconds if seconds > 0 else None,
+            "data_mean_length": mean_length(e.target_ids for e in examples),
+        }
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _as_example(self, item: str | Example | tuple[str, str]) -> Example:
+        if isinstance(item, Example):
+            return item
+        if isinstance(item, str):
+            if self.task_kind == "prompted":
+                raise XLMUserError(
+                    "this task is prompted: score (prompt, target) pairs or Examples, not plain texts"
+                )
+            return Example((), tuple(self.tokenizer.encode(item)))
+        prompt, target = item
+        return Example(tuple(self.tokenizer.encode(prompt)), tuple(self.tokenizer.encode(target)))
+
+    def _score_into(self, totals: Totals, examples: list[Example], *, progress: bool) -> None:
+        size = self.run_config.eval.batch_size
+        draws = self.run_config.model.eval_nll_samples
+        seed = self.run_config.eval.seed
+        indexed = list(enumerate(examples))
+        with (
+            _seeded(seed),
+            torch.no_grad(),
+            self._autocast(),
+            _bar(draws * len(examples), "nll", progress) as bar,
+        ):
+            for draw in range(draws):
+                collate = EvalCollate(self.collator, seed, draw)
+                for start in range(0, len(indexed), size):
+                    chunk = indexed[start : start + size]
+                    out = self.loss(self.model, collate(chunk).to(self.device))
+                    nll_sum = None if out.nll_sum is None else float(out.nll_sum)
+                    metrics = {k: float(v) for k, v in out.metrics.items()}
+                    totals.add_loss(
+                        len(chunk), float(out.loss), int(out.n_tokens), nll_sum, metrics
+                    )
+                    bar.update(len(chunk))
+
+    def _predict(
+        self,
+        prompts: list[list[int]],
+        seeds: list[int],
+        settings: Any,
+        *,
+        record_steps: bool = False,
+        progress: bool = False,
+    ) -> Iterator[tuple[list[int], int, int, list[list[int]] | None]]:
+        """(ids, steps, nfe, history) per prompt, decoded in batches of ``eval.batch_size``."""
+        size = self.run_config.eval.batch_size
+        with torch.no_grad(), self._autocast(), _bar(len(prompts), "sampling", progress) as bar:
+            for start in range(0, len(prompts), size):
+                chunk = slice(start, start + size)
+                prediction = self.predictor.predict(
+                    self.model,
+                    prompts[chunk],
+                    settings=settings,
+                    seeds=seeds[chunk],
+                    record_steps=record_steps,
+                )
+                sequences = prediction.sequences()
+                steps, nfe = prediction.steps.tolist(), prediction.nfe.tolist()
+                for b, ids in enumerate(sequences):
+                    history = prediction.history[b] if prediction.history is not None else None
+                    yield ids, int(steps[b]), int(nfe[b]), history
+                bar.update(len(sequences))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on a GPU that has it, when the run trained in bf16 (or chose automatically)."""
+        precision = self.run_config.training.precision
+        if (
+            self.device.type == "cuda"
+            and precision in ("auto", "bf16-mixed")
+            and torch.cuda.is_bf16_supported()
+        ):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:
+    """Load a checkpoint directory (or a run directory's ``final/``) into a :class:`Pipeline`.
+
+    Problems are one-line :class:`XLMUserError` s: a missing plugin names what to
+    ``pip install``; a corrupt or truncated file is named.
+    """
+    directory = find_checkpoint(path)
+    meta = read_meta(directory)
+    family = require_family(meta, directory)
+    run_config = load_run_config(meta, family, directory)
+    tokenizer = Tokenizer.from_file(directory / TOKENIZER_FILE)
+    kind, shape, task = _task_info(meta, run_config, directory)
+    model = family.component("model")(run_config.model, tokenizer.vocab)
+    load_weights(model, directory)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Pipeline(
+        family=family,
+        run_config=run_config,
+        model=model,
+        tokenizer=tokenizer,
+        task_kind=kind,
+        shape=shape,
+        device=device,
+        checkpoint=directory,
+        task=task,
+    )
+
+
+def _task_info(
+    meta: dict[str, Any], run_config: Any, directory: Path
+) -> tuple[str, DataShape, Any]:
+    """The task's kind and shape from ``config.json``; rebuild the task only when they are not recorded."""
+    info = meta.get("task_info") or {}
+    try:
+        kind = info["kind"]
+        shape = DataShape(int(info["prompt_length"]), int(info["target_length"]))
+    except (KeyError, TypeError, ValueError):
+        from xlm_core.data.tasks import build_task
+
+        task = build_task(run_config.task, tokenizer_path=directory / TOKENIZER_FILE)
+        return task.kind, task.shape, task
+    if kind not in ("prompted", "text"):
+        raise XLMUserError(
+            f"{directory / 'config.json'}: task_info.kind must be 'prompted' or 'text', got {kind!r}"
+        )
+    return kind, shape, None
+
+
+def task_info(task: Any) -> dict[str, Any]:
+    """What a checkpoint records about its task so that loading need not rebuild it."""
+    return {
+        "name": task.name,
+        "kind": task.kind,
+        "prompt_length": task.shape.prompt_length,
+        "target_length": task.shape.target_length,
+    }
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Fix the global RNG for code that draws from it (a loss sampling noise levels), then restore it."""
+    devices = (
+        [torch.cuda.current_device()]
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else []
+    )
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    # disable=None hides the bar when stderr is not a terminal (logs, pipes, tests).
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="ex",
+        leave=False,
+        file=sys.stderr,
+        disable=None if enabled else True,
+    )
