@@ -99,6 +99,7 @@ class TaskRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
+    kind: Literal["prompted", "text"] | None = Field(None, description="prompted (prompt -> target) or text.")
     description: str = ""
     factory: ComponentRef = Field(description="Callable ``(TaskConfig) -> Task``, resolved on first use.")
 
