@@ -63,7 +63,7 @@ class MDLMSettings(PredictorSettings):
     steps: int | None = Field(
         None,
         ge=1,
-        description="ancestral: number of steps T over the window; default: the window length.",
+        description="ancestral: number of steps T; default: the target length (max_new_tokens, else the task's).",
     )
     cache: bool = Field(
         True,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from xlm_core.components import ModelOutput, Vocab
 from xlm_core.nn.transformer import Transformer
 from xlm_mdlm.config import MDLMConfig
+from xlm_mdlm.schedule import make_schedule
 
 
 def subs_log_probs(logits: Tensor, tokens: Tensor, mask_id: int) -> Tensor:
@@ -35,14 +36,16 @@ class MDLMModel(nn.Module):
     ``logits`` are SUBS log-probabilities (already normalised; filtering and
     sampling treat them as logits). ``window=W`` computes them for the last W
     positions only (the denoising window), sparing the vocabulary head the
-    prompt. ``t`` ``(B,)`` is the noise level, required when the model is
-    time-conditioned and ignored otherwise.
+    prompt. ``t`` ``(B,)`` is the noise level of a time-conditioned model
+    (ignored otherwise); without it the model conditions on the share of MASK
+    in its input (:meth:`observed_time`).
     """
 
     def __init__(self, config: MDLMConfig, vocab: Vocab):
         super().__init__()
         self.mask_id = vocab.mask_id
         self.time_conditioning = config.time_conditioning
+        self.schedule = make_schedule(config.schedule, config.eps)
         self.backbone = Transformer.from_config(
             config, vocab.size, causal=False, time_conditioning=config.time_conditioning
         )
@@ -57,11 +60,20 @@ class MDLMModel(nn.Module):
     ) -> ModelOutput:
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None  # no padding: let attention take its fastest path
-        if self.time_conditioning and t is None:
-            raise ValueError("this MDLM is time-conditioned: pass the noise level t=(B,)")
-        hidden = self.backbone(
-            input_ids, attention_mask, cond=t if self.time_conditioning else None
-        )
+        cond = None
+        if self.time_conditioning:
+            cond = t if t is not None else self.observed_time(input_ids, attention_mask)
+        hidden = self.backbone(input_ids, attention_mask, cond=cond)
         if window is not None:
             hidden, input_ids = hidden[:, -window:], input_ids[:, -window:]
         return ModelOutput(subs_log_probs(self.backbone.logits(hidden), input_ids, self.mask_id))
+
+    def observed_time(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        """The time whose masking rate equals the share of MASK among the real positions: what a
+        time-conditioned model conditions on when the caller gives no t."""
+        masked = input_ids == self.mask_id
+        if attention_mask is None:
+            rate = masked.double().mean(dim=1)
+        else:
+            rate = (masked & attention_mask).sum(1).double() / attention_mask.sum(1).clamp_min(1)
+        return self.schedule.time_at(rate)

@@ -3,9 +3,12 @@
 Every row starts from an all-MASK window (target + EOS + PAD fill, W positions)
 after its prompt, laid out as in training (``collator.py``). A step chooses some
 masked positions of the row's current block and draws their tokens from
-p(x0 | z) (SUBS: never MASK); decided tokens are never revised.
+p(x0 | z) (SUBS: never MASK); decided tokens are never revised. Only the first
+W - 1 positions are ever decided: the last one holds EOS or PAD in every
+training window, so an output has at most W - 1 tokens whatever it would be.
 
-- ancestral: on the grid t_j = 1 - j/T, a masked position unmasks between t and
+- ancestral: on the grid t_j = 1 - j/T (default T = W - 1, the target length),
+  a masked position unmasks between t and
   s with probability (alpha_s - alpha_t) / (1 - alpha_t); the last step (s = 0)
   fills every remaining mask. Many steps change nothing, and without time
   conditioning p(x0 | z) depends on z alone, so a row whose window did not change
@@ -47,17 +50,23 @@ class MDLMPredictor:
     # -- step accounting --------------------------------------------------------------------
 
     def window_length(self, settings: MDLMSettings) -> int:
+        """W: the target budget plus the position of its EOS, as in training."""
         return (settings.max_new_tokens or self.shape.target_length) + 1
 
+    def decoded_length(self, settings: MDLMSettings) -> int:
+        """Positions a sampler decides: all but the window's last, which only ever holds EOS or PAD
+        (an output has at most W - 1 tokens) and so never needs deciding."""
+        return self.window_length(settings) - 1
+
     def blocks(self, settings: MDLMSettings) -> list[tuple[int, int]]:
-        """``[start, end)`` of each block of the window, left to right."""
-        w = self.window_length(settings)
-        size = settings.block_size or w
-        return [(start, min(start + size, w)) for start in range(0, w, size)]
+        """``[start, end)`` of each block of decided positions, left to right."""
+        n = self.decoded_length(settings)
+        size = settings.block_size or n
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
 
     def steps_per_block(self, settings: MDLMSettings) -> int:
         """ancestral: steps of each block's own t = 1 -> 0 schedule."""
-        total = settings.steps or self.window_length(settings)
+        total = settings.steps or self.decoded_length(settings)
         return math.ceil(total / len(self.blocks(settings)))
 
     def step_budget(self, settings: MDLMSettings) -> int:
@@ -66,7 +75,7 @@ class MDLMPredictor:
             return len(blocks) * self.steps_per_block(settings)
         if settings.sampler == "confidence":
             return sum(math.ceil((end - start) / settings.k) for start, end in blocks)
-        return self.window_length(settings)  # threshold decides at least one position per step
+        return self.decoded_length(settings)  # threshold decides at least one position per step
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -123,6 +132,7 @@ class _Decoding:
         )  # ancestral step within it
         self.steps_per_block = predictor.steps_per_block(settings)
         self.positions = torch.arange(w, device=device)
+        self.banned = torch.tensor([v.mask_id, v.bos_id, v.cls_id], device=device)
         # p(x0 | z) of each row's current window, valid while `fresh`; reused only without time conditioning
         self.log_probs: Tensor | None = None
         self.fresh = torch.zeros(b, dtype=torch.bool, device=device)
@@ -161,7 +171,9 @@ class _Decoding:
         idx = stale.to(dev)
         real = None if self.real is None else self.real[idx]
         t = self._noise_level(idx) if self.p.time_conditioned else None
-        out = self.model(self.seq[idx], real, t, window=self.w).logits
+        out = self.model(self.seq[idx], real, t, window=self.w).logits.float()
+        # a window holds content, EOS and PAD only: BOS and CLS are ruled out like MASK (SUBS)
+        out = torch.log_softmax(out.index_fill(-1, self.banned, float("-inf")), dim=-1)
         if self.log_probs is None:
             self.log_probs = out.new_empty((self.seq.shape[0], *out.shape[1:]))
         self.log_probs[idx] = out
@@ -236,18 +248,22 @@ class _Decoding:
         self.block[idx] += next_block.long()
         self.block_step[idx] = torch.where(next_block, 0, self.block_step[idx])
 
-        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
-        first_end = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), self.w)
-        done = ~(masked & (pos < first_end[:, None])).any(dim=1)
+        done = ~(masked & (pos < self._lengths(window)[:, None])).any(dim=1)
         if self.history is not None:
             for row, state in zip(rows.tolist(), window.tolist(), strict=True):
                 self.history[row].append(state)
         self.active[rows[done.cpu()]] = False
 
+    def _lengths(self, window: Tensor) -> Tensor:
+        """Output length of each row: up to its first EOS/PAD, at most W - 1 (the last window
+        position only ever holds EOS or PAD, so it never needs deciding)."""
+        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
+        ended[:, -1] = True
+        return ended.long().argmax(dim=1)
+
     def _prediction(self) -> Prediction:
         window = self.window.cpu()
-        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
-        lengths = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), self.w)
+        lengths = self._lengths(window)
         ids = window.masked_fill(
             self.positions.cpu()[None, :] >= lengths[:, None], self.vocab.pad_id
         )
