@@ -1,0 +1,223 @@
+"""MLM decoding on star-easy: sequence accuracy against forward passes, for every decoding strategy.
+
+Decodes the same test examples with one trained MLM under each setting, greedy:
+
+- mask-predict with T in {1, 2, 4, 8, L} iterations (L = window length = target length + 1),
+- confidence unmasking, one position per step (k = 1),
+- threshold parallel decoding with tau in {0.5, 0.7, 0.9},
+
+and reports sequence accuracy, token accuracy, mean forward passes per sample (nfe),
+mean steps and samples/s, all measured in one run on one device. The model is
+trained once with the star recipe (``xlm train --plugin mlm --preset star``) into
+``--run-dir`` unless that directory already holds a finished run, or ``--checkpoint``
+names one.
+
+    python benchmarks/mlm_decoding.py [--checkpoint DIR] [--limit N] [--device cpu|cuda] [--quick]
+
+Writes benchmarks/results/mlm_decoding.json and docs/images/mlm_accuracy_vs_nfe.png and
+prints a markdown table. ``--quick`` trains a few steps of the tiny preset in a
+temporary directory and writes its results there: a smoke run, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import xlm_core
+from xlm_core.metrics import exact_match, token_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "mlm_decoding.json"
+PLOT = ROOT / "docs" / "images" / "mlm_accuracy_vs_nfe.png"
+RUN_DIR = ROOT / "runs" / "bench-mlm-star"
+STRATEGY_LABELS = {
+    "mask_predict": "mask-predict (T)",
+    "confidence": "confidence k=1",
+    "threshold": "threshold (τ)",
+}
+
+
+def settings_grid(window: int) -> list[tuple[str, dict[str, Any]]]:
+    """(label, predictor overrides) for every setting the benchmark compares."""
+    grid = [
+        (f"mask-predict T={t}", {"strategy": "mask_predict", "iterations": t})
+        for t in sorted({1, 2, 4, 8, window})
+    ]
+    grid.append(("confidence k=1", {"strategy": "confidence", "k": 1}))
+    grid += [
+        (f"threshold τ={tau}", {"strategy": "threshold", "threshold": tau})
+        for tau in (0.5, 0.7, 0.9)
+    ]
+    return [(label, {"temperature": 0.0, "confidence": "top_prob", **s}) for label, s in grid]
+
+
+def train(run_dir: Path, quick: bool) -> Path:
+    """The checkpoint of a finished star-recipe run in ``run_dir``, training it first when there is none."""
+    final = run_dir / "final"
+    if (final / "model.safetensors").is_file():
+        print(f"using the finished run in {run_dir}", file=sys.stderr)
+        return final
+    xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
+    command = [xlm, "train", "--plugin", "mlm", "--out", str(run_dir)]
+    if quick:
+        command += [
+            "--preset",
+            "tiny",
+            "--task",
+            "star-easy",
+            "--max-steps",
+            "20",
+            "--set",
+            "eval.val_predict_limit=8",
+        ]
+    else:
+        command += ["--preset", "star"]
+    print("$ " + " ".join(command), file=sys.stderr)
+    subprocess.run(command, check=True)
+    return final
+
+
+def measure(
+    pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """Decode ``examples`` once under ``overrides``; accuracy, nfe, steps and throughput."""
+    device = pipeline.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    results = pipeline.generate(num_samples=len(examples), seed=seed, **overrides)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    n = len(results)
+    targets = [list(e.target_ids) for e in examples]
+    return {
+        "seq_acc": sum(exact_match(r.ids, t) for r, t in zip(results, targets, strict=True)) / n,
+        "token_acc": sum(token_matches(r.ids, t) for r, t in zip(results, targets, strict=True))
+        / sum(map(len, targets)),
+        "nfe": sum(r.nfe for r in results) / n,
+        "steps": sum(r.steps for r in results) / n,
+        "samples_per_s": n / seconds,
+    }
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for strategy, label in STRATEGY_LABELS.items():
+        points = sorted(
+            (r["nfe"], r["seq_acc"], r["label"]) for r in rows if r["strategy"] == strategy
+        )
+        if not points:
+            continue
+        xs, ys, names = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=label)
+        for x, y, name in points:
+            ax.annotate(
+                name.split(" ")[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("forward passes per sample (nfe)")
+    ax.set_ylabel("sequence accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkpoint", type=Path, help="a trained MLM checkpoint (default: train the star recipe)"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
+    )
+    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    args = parser.parse_args()
+
+    if args.quick:
+        scratch = Path(tempfile.mkdtemp(prefix="xlm-mlm-bench-"))
+        args.limit = min(args.limit, 32)
+        args.out, args.plot = scratch / "mlm_decoding.json", scratch / "mlm_accuracy_vs_nfe.png"
+        if args.checkpoint is None:
+            args.run_dir = scratch / "run"
+    checkpoint = args.checkpoint or train(args.run_dir, args.quick)
+
+    pipeline = xlm_core.load(checkpoint, device=args.device)
+    examples = list(pipeline.task.examples("test")[: args.limit])
+    window = pipeline.shape.target_length + 1
+    pipeline.generate(
+        num_samples=min(8, len(examples)), seed=args.seed
+    )  # warm-up: kernels, allocator
+
+    rows = []
+    for label, overrides in settings_grid(window):
+        row = {"label": label, "strategy": overrides["strategy"], "settings": overrides}
+        row.update(measure(pipeline, examples, overrides, args.seed))
+        rows.append(row)
+        print(f"{label:>20}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+
+    task = pipeline.run_config.task.name
+    report = {
+        "benchmark": "mlm_decoding",
+        "checkpoint": str(checkpoint),
+        "task": task,
+        "window": window,
+        "n_examples": len(examples),
+        "batch_size": pipeline.run_config.eval.batch_size,
+        "device": str(pipeline.device),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "quick": args.quick,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(
+        rows,
+        args.plot,
+        f"MLM on {task}: {len(examples)} test examples, greedy, {pipeline.device.type}",
+    )
+
+    print(
+        f"\nMLM decoding on {task} ({len(examples)} test examples, window {window}, {pipeline.device.type})\n"
+    )
+    print("| setting | seq acc | token acc | nfe | steps | samples/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['label']} | {r['seq_acc']:.3f} | {r['token_acc']:.3f} | {r['nfe']:.2f} "
+            f"| {r['steps']:.2f} | {r['samples_per_s']:.1f} |"
+        )
+    print(f"\nwrote {args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
