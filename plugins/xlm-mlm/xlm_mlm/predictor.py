@@ -101,9 +101,8 @@ class _Decoding:
 
         active = torch.arange(n_rows, device=self.device)
         logits: Tensor | None = None  # (A, L, V): the last logits of each active row
-        stale = torch.ones(
-            n_rows, dtype=torch.bool, device=self.device
-        )  # window changed since those logits
+        # per active row: its window changed since those logits were computed
+        stale = torch.ones(n_rows, dtype=torch.bool, device=self.device)
         step = 0  # every row starts together, so mask-predict rows share their iteration number
         while active.numel():
             step += 1
@@ -112,11 +111,8 @@ class _Decoding:
             after, done = self._step(active, logits, [generators[i] for i in active.tolist()], step)
             self.window[active] = after
             self.steps[active.cpu()] += 1
-            stale = (
-                (after != before).any(dim=1)
-                if self.settings.reuse_logits
-                else torch.ones_like(done)
-            )
+            changed = (after != before).any(dim=1)
+            stale = changed if self.settings.reuse_logits else torch.ones_like(changed)
             if history is not None:
                 for row, ids in zip(active.tolist(), self._visible(after), strict=True):
                     history[row].append(ids)
@@ -180,14 +176,12 @@ class _Decoding:
         scores = scores.masked_fill(~masked, float("-inf"))
         if s.strategy == "confidence":
             order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : s.k]
-            chosen = (
-                torch.zeros_like(masked).scatter(1, order, True) & masked
-            )  # fewer than k left: all of them
+            # with fewer than k masked positions left, all of them
+            chosen = torch.zeros_like(masked).scatter(1, order, True) & masked
         else:
-            chosen = masked & (scores > s.threshold)
-            chosen = chosen.scatter(
-                1, scores.argmax(dim=1, keepdim=True), True
-            )  # at least one per step
+            # above the threshold, and always the most confident one so every step makes progress
+            best = scores.argmax(dim=1, keepdim=True)
+            chosen = (masked & (scores > s.threshold)).scatter(1, best, True)
         window = torch.where(chosen, tokens, window)
         return window, self._output_fixed(window)
 
