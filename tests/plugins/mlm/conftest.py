@@ -34,3 +34,13 @@ def model(config, vocab) -> MLMModel:
 @pytest.fixture(scope="session")
 def prompts() -> list[tuple[int, ...]]:
     return [(5, 6, 7), (8,), (9, 10, 11, 12, 13), ()]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tensors this small gain nothing from threads, and on a busy machine the thread pool's
+    hand-offs slow these tests many times over; the previous setting comes back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
