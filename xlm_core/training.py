@@ -395,9 +395,9 @@ def train(
         save_every=training.ckpt_every or training.val_every,
         ema=ema,
     )
-    trainer = build_trainer(
-        run_config, run_dir, [writer, *([ema] if ema else [])], progress=progress
-    )
+    # EMA first: a step's checkpoint must include that step's update of the average.
+    callbacks: list[Callback] = [*([ema] if ema else []), writer]
+    trainer = build_trainer(run_config, run_dir, callbacks, progress=progress)
 
     start = time.perf_counter()
     previous = os.environ.get(RUN_DIR_ENV)
@@ -406,6 +406,9 @@ def train(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            # Resuming draws a new data order (see XLMDataModule), so the mid-epoch position is not needed.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
             trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)
     finally:
         if previous is None:

@@ -147,7 +147,9 @@ class XLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        order = torch.Generator().manual_seed(derived_seed(self.seed, 1))
+        # A resumed run continues with a fresh order instead of replaying the examples it has seen.
+        start = self.trainer.global_step if self.trainer is not None else 0
+        order = torch.Generator().manual_seed(derived_seed(self.seed, 1, start))
         return self._loader(
             IndexedExamples(self.task.examples("train")),
             self.batch_size,
