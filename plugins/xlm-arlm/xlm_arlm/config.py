@@ -55,4 +55,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         # GPT-2-small-sized models train best near 3e-4 with stronger decay.
         "training": {"lr": 3e-4, "batch_size": 64, "warmup_steps": 500, "weight_decay": 0.1},
     },
+    # The CPU recipe for star-easy, the same budget as the other families' star presets
+    # so that their results compare.
+    "star": {
+        "task": {"name": "star-easy"},
+        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
+        "training": {
+            "max_steps": 6000,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "warmup_steps": 200,
+            "weight_decay": 0.01,
+            "val_every": 1000,
+        },
+        # Exact match rewards the most likely path.
+        "predictor": {"temperature": 0.0},
+    },
 }
