@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-
 from xlm_arlm.config import ARLMConfig, ARLMSettings
 from xlm_arlm.model import ARLMModel
 from xlm_arlm.predictor import ARLMPredictor
+
 from xlm_core.components import DataShape, Vocab
 
 RESULTS = Path(__file__).parent / "results" / "generate_throughput.json"
@@ -38,9 +38,15 @@ BATCHES = (1, 16)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--quick", action="store_true", help="small model, 32 tokens: a smoke run in seconds")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each path (uncached batch 16: one)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small model, 32 tokens: a smoke run in seconds"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each path (uncached batch 16: one)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -64,7 +70,10 @@ def main() -> None:
         g = torch.Generator().manual_seed(batch)
         prompts = torch.randint(n_special, VOCAB.size, (batch, prompt_length), generator=g).tolist()
         settings = ARLMSettings(
-            temperature=0.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=use_cache
+            temperature=0.0,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            use_cache=use_cache,
         )
         _sync(args.device)
         start = time.perf_counter()
@@ -106,7 +115,9 @@ def main() -> None:
         "benchmark": "generate_throughput",
         "quick": args.quick,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor() or "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "model": {
@@ -126,7 +137,9 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"batch-1 speed-up {rows[0]['speedup']}x (goal >= {GOAL:g}x: {'met' if result['goal_met'] else 'NOT met'})")
+    print(
+        f"batch-1 speed-up {rows[0]['speedup']}x (goal >= {GOAL:g}x: {'met' if result['goal_met'] else 'NOT met'})"
+    )
     print(f"wrote {args.out}")
 
 

@@ -21,7 +21,9 @@ class ARLMCollator:
     def __init__(self, config: ARLMConfig, vocab: Vocab, shape: DataShape):
         self.config, self.vocab, self.shape = config, vocab, shape
 
-    def __call__(self, examples: Sequence[Example], generator: torch.Generator | None = None) -> Batch:
+    def __call__(
+        self, examples: Sequence[Example], generator: torch.Generator | None = None
+    ) -> Batch:
         v = self.vocab
         length = max(1 + len(e.prompt_ids) + len(e.target_ids) for e in examples)
         input_ids = torch.full((len(examples), length), v.pad_id, dtype=torch.long)

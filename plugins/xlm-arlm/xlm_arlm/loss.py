@@ -27,7 +27,10 @@ class ARLMLoss:
         logits = model(batch.input_ids, batch.attention_mask).logits
         # float32 whatever the model's dtype: a summed NLL in bf16 loses its low digits.
         nll_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.flatten(0, 1).float(),
+            batch.targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )
         n_tokens = (batch.targets != IGNORE_INDEX).sum()
         loss = nll_sum / n_tokens.clamp_min(1)

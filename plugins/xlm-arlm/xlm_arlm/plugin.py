@@ -6,8 +6,8 @@ listing plugins and printing help never import torch.
 
 from __future__ import annotations
 
-from xlm_core.plugins import ComponentRef, FamilyManifest, hookimpl
 from xlm_arlm.config import PRESETS, ARLMConfig, ARLMSettings
+from xlm_core.plugins import ComponentRef, FamilyManifest, hookimpl
 
 
 @hookimpl

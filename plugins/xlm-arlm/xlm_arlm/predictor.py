@@ -46,7 +46,9 @@ class ARLMPredictor:
     ) -> Prediction:
         settings = _as_settings(settings)
         if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+            raise ValueError(
+                f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt"
+            )
         n, budget, v = len(prompts), self.step_budget(settings), self.vocab
         device = next(model.parameters()).device
 
@@ -67,23 +69,29 @@ class ARLMPredictor:
         if settings.use_cache and n and budget:
             # The last sampled token is never fed back, hence budget - 1 slots after the prefix.
             cache = model.new_cache(n, prefix.shape[1] + budget - 1, device)
-        token = prefix[:, -1]
+        token = prefix[:, -1]  # the token each row feeds next (from step 1 on, its last draw)
 
-        for t in range(budget if n else 0):
+        for t in range(budget if n else 0):  # no prompts: nothing to run
             if cache is None:
                 seq = torch.cat([prefix[rows], out[rows, :t]], dim=1)
                 mask = None
                 if attention_mask is not None:
-                    mask = torch.cat([attention_mask[rows], seq.new_ones(len(row_list), t, dtype=torch.bool)], 1)
+                    mask = torch.cat(
+                        [attention_mask[rows], seq.new_ones(len(row_list), t, dtype=torch.bool)], 1
+                    )
                 logits = model.next_token_logits(seq, mask)
             elif t == 0:
                 logits = model.next_token_logits(prefix, attention_mask, cache=cache)
             else:
-                logits = model.next_token_logits(token[:, None], positions=next_pos[:, None], cache=cache)
+                logits = model.next_token_logits(
+                    token[:, None], positions=next_pos[:, None], cache=cache
+                )
                 next_pos = next_pos + 1
 
             # Every active row holds exactly t tokens here: rows leave the batch as soon as they finish.
-            logits = logits.masked_fill(banned_with_eos if t < settings.min_new_tokens else banned, float("-inf"))
+            logits = logits.masked_fill(
+                banned_with_eos if t < settings.min_new_tokens else banned, float("-inf")
+            )
             token = sample(
                 logits,
                 [generators[i] for i in row_list],
@@ -119,7 +127,9 @@ class ARLMPredictor:
             history=history,
         )
 
-    def _left_pad(self, prompts: Sequence[Sequence[int]], device: torch.device) -> tuple[Tensor, Tensor]:
+    def _left_pad(
+        self, prompts: Sequence[Sequence[int]], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         """``[BOS] prompt`` right-aligned in a ``(B, 1 + longest prompt)`` tensor, and its real-token mask."""
         width = 1 + max((len(p) for p in prompts), default=0)
         ids = torch.full((len(prompts), width), self.vocab.pad_id, dtype=torch.long)

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import torch
-
 from xlm_arlm.collator import ARLMCollator
 from xlm_arlm.config import PRESETS, ARLMConfig
 from xlm_arlm.loss import ARLMLoss
 from xlm_arlm.model import ARLMModel
+
 from xlm_core.components import IGNORE_INDEX, DataShape, Example, ModelOutput, Vocab
 from xlm_core.config import TrainingConfig
 from xlm_core.plugins import get_registry
@@ -44,7 +44,9 @@ def test_registry_loads_the_family_and_its_presets_validate():
 
 
 def test_collator_shifts_and_scores_only_target_and_eos():
-    batch = ARLMCollator(CONFIG, VOCAB, SHAPE)([Example((5, 6, 7), (8, 9)), Example((), (10, 11, 12, 13))])
+    batch = ARLMCollator(CONFIG, VOCAB, SHAPE)(
+        [Example((5, 6, 7), (8, 9)), Example((), (10, 11, 12, 13))]
+    )
     assert batch.input_ids.tolist() == [[2, 5, 6, 7, 8, 9], [2, 10, 11, 12, 13, 0]]
     assert batch.targets.tolist() == [[-100, -100, -100, 8, 9, 3], [10, 11, 12, 13, 3, -100]]
     assert batch.attention_mask.tolist() == [[True] * 6, [True] * 5 + [False]]
@@ -52,7 +54,11 @@ def test_collator_shifts_and_scores_only_target_and_eos():
 
 def test_loss_is_the_exact_nll_of_target_and_eos_given_the_prompt():
     model = _model()
-    examples = [Example((5, 6, 7, 8), (9, 10)), Example((11,), (12, 13, 14, 15, 16)), Example((), (17,))]
+    examples = [
+        Example((5, 6, 7, 8), (9, 10)),
+        Example((11,), (12, 13, 14, 15, 16)),
+        Example((), (17,)),
+    ]
     out = ARLMLoss(CONFIG, VOCAB)(model, ARLMCollator(CONFIG, VOCAB, SHAPE)(examples))
 
     # Independently: each example alone, unpadded, scored token by token with the chain rule.
@@ -72,7 +78,9 @@ def test_loss_is_the_exact_nll_of_target_and_eos_given_the_prompt():
 
 def test_loss_ignores_padding_and_prompt_predictions():
     model = _model()
-    batch = ARLMCollator(CONFIG, VOCAB, SHAPE)([Example((5, 6, 7), (8,)), Example((9,), (10, 11, 12, 13))])
+    batch = ARLMCollator(CONFIG, VOCAB, SHAPE)(
+        [Example((5, 6, 7), (8,)), Example((9,), (10, 11, 12, 13))]
+    )
     loss = ARLMLoss(CONFIG, VOCAB)
     reference = loss(model, batch).loss
 
@@ -92,7 +100,13 @@ def test_model_honours_left_padding_and_drops_a_right_padding_mask():
     model = _model()
     ids = torch.tensor([[2, 5, 6, 7, 8]])
     alone = model(ids).logits
-    left = model(torch.cat([torch.zeros(1, 2, dtype=torch.long), ids], 1), torch.tensor([[False] * 2 + [True] * 5]))
+    left = model(
+        torch.cat([torch.zeros(1, 2, dtype=torch.long), ids], 1),
+        torch.tensor([[False] * 2 + [True] * 5]),
+    )
     assert torch.allclose(left.logits[:, 2:], alone, atol=1e-5)
-    right = model(torch.cat([ids, torch.zeros(1, 2, dtype=torch.long)], 1), torch.tensor([[True] * 5 + [False] * 2]))
+    right = model(
+        torch.cat([ids, torch.zeros(1, 2, dtype=torch.long)], 1),
+        torch.tensor([[True] * 5 + [False] * 2]),
+    )
     assert torch.allclose(right.logits[:, :5], alone, atol=1e-5)

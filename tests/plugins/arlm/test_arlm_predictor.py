@@ -5,16 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 from pydantic import ValidationError
-
 from xlm_arlm.config import ARLMConfig, ARLMSettings
 from xlm_arlm.model import ARLMModel
 from xlm_arlm.predictor import ARLMPredictor
+
 from xlm_core.components import DataShape, Vocab
 
 VOCAB = Vocab(size=12, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
 SHAPE = DataShape(prompt_length=6, target_length=10)
 CONFIG = ARLMConfig(d_model=32, n_layers=2, n_heads=4, tie_embeddings=False)
-PROMPTS = [[], [9, 8, 8], [5, 10, 5, 8, 9, 11], [10, 7, 10, 11, 8], [6, 8, 7, 9], [7, 10], [], [7, 11, 7, 10, 9]]
+PROMPTS = [
+    [],
+    [9, 8, 8],
+    [5, 10, 5, 8, 9, 11],
+    [10, 7, 10, 11, 8],
+    [6, 8, 7, 9],
+    [7, 10],
+    [],
+    [7, 11, 7, 10, 9],
+]
 SEEDS = list(range(100, 108))
 
 SETTINGS = {
@@ -46,7 +55,9 @@ def model() -> ARLMModel:
 
 def _predict(model, prompts=PROMPTS, seeds=SEEDS, record_steps=False, **settings):
     predictor = ARLMPredictor(CONFIG, VOCAB, SHAPE)
-    return predictor.predict(model, prompts, settings=ARLMSettings(**settings), seeds=seeds, record_steps=record_steps)
+    return predictor.predict(
+        model, prompts, settings=ARLMSettings(**settings), seeds=seeds, record_steps=record_steps
+    )
 
 
 def _spy(model) -> list[tuple[int, int]]:
@@ -97,7 +108,9 @@ def test_a_sample_does_not_depend_on_its_batch(model, use_cache):
     settings = {"temperature": 1.0, "top_k": 6, "use_cache": use_cache}
     together = _predict(model, **settings).sequences()
     for i in range(len(PROMPTS)):
-        alone = _predict(model, prompts=PROMPTS[i : i + 1], seeds=SEEDS[i : i + 1], **settings).sequences()
+        alone = _predict(
+            model, prompts=PROMPTS[i : i + 1], seeds=SEEDS[i : i + 1], **settings
+        ).sequences()
         assert alone[0] == together[i], f"row {i}"
 
 
