@@ -70,7 +70,9 @@ def train(run_dir: Path, quick: bool) -> Path:
     return final
 
 
-def measure(pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+def measure(
+    pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
     """Decode ``examples`` once under ``overrides``: accuracy, nfe, lengths and throughput."""
     device = pipeline.device
     if device.type == "cuda":
@@ -95,12 +97,18 @@ def measure(pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, help="a trained ILM checkpoint (default: train the star recipe)")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="a trained ILM checkpoint (default: train the star recipe)"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
+    )
     parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir")
+    parser.add_argument(
+        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -114,11 +122,16 @@ def main() -> None:
 
     pipeline = xlm_core.load(checkpoint, device=args.device)
     examples = list(pipeline.task.examples("test")[: args.limit])
-    pipeline.generate(num_samples=min(8, len(examples)), seed=args.seed)  # warm-up: kernels, allocator
+    # warm-up: kernels, allocator
+    pipeline.generate(num_samples=min(8, len(examples)), seed=args.seed)
 
     rows = []
     for label, overrides in settings_grid():
-        row = {"label": label, "settings": overrides, **measure(pipeline, examples, overrides, args.seed)}
+        row = {
+            "label": label,
+            "settings": overrides,
+            **measure(pipeline, examples, overrides, args.seed),
+        }
         rows.append(row)
         print(f"{label:>24}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
     reference = rows[0]
@@ -148,7 +161,9 @@ def main() -> None:
         f"\nILM insertion on {task} ({len(examples)} test examples, greedy, {pipeline.device.type}; "
         f"reference mean length {data_mean_length:.2f})\n"
     )
-    print("| setting | seq acc | token acc | nfe | nfe / single | mean length | samples/s | speed-up |")
+    print(
+        "| setting | seq acc | token acc | nfe | nfe / single | mean length | samples/s | speed-up |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(

@@ -49,8 +49,12 @@ class ILMCollator:
         self.vocab = vocab
         self.shape = shape
 
-    def __call__(self, examples: Sequence[Example], generator: torch.Generator | None = None) -> Batch:
-        return self.collate(examples, [sample_deletions(len(ex.target_ids), generator) for ex in examples])
+    def __call__(
+        self, examples: Sequence[Example], generator: torch.Generator | None = None
+    ) -> Batch:
+        return self.collate(
+            examples, [sample_deletions(len(ex.target_ids), generator) for ex in examples]
+        )
 
     def collate(self, examples: Sequence[Example], deletions: Sequence[Tensor]) -> Batch:
         """The batch for given deletions: ``deletions[i]`` is a bool mask over ``examples[i].target_ids``."""
@@ -60,7 +64,9 @@ class ILMCollator:
             kept = ~dropped
             bos = 1 + len(ex.prompt_ids)
             kept_before = kept.long().cumsum(0) - kept.long()
-            rows.append([self.vocab.cls_id, *ex.prompt_ids, self.vocab.bos_id, *target[kept].tolist()])
+            rows.append(
+                [self.vocab.cls_id, *ex.prompt_ids, self.vocab.bos_id, *target[kept].tolist()]
+            )
             gaps.append(bos + kept_before[dropped])
             tokens.append(target[dropped])
             # the first token of each run of deletions is the one directly after its gap
@@ -75,7 +81,9 @@ class ILMCollator:
         gap_index = torch.full((b, longest_target), IGNORE_INDEX, dtype=torch.long)
         gap_token = torch.full((b, longest_target), IGNORE_INDEX, dtype=torch.long)
         targets = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, gap, tok, (first_gap, first_tok)) in enumerate(zip(rows, gaps, tokens, firsts, strict=True)):
+        for i, (row, gap, tok, (first_gap, first_tok)) in enumerate(
+            zip(rows, gaps, tokens, firsts, strict=True)
+        ):
             input_ids[i, : len(row)] = torch.tensor(row)
             attention_mask[i, : len(row)] = True
             gap_index[i, : len(gap)] = gap

@@ -19,7 +19,9 @@ class ILMConfig(FamilyConfig):
     """
 
     stop_loss_weight: float = Field(
-        1.0, ge=0.0, description="Weight of the stop-classification loss added to the insertion loss."
+        1.0,
+        ge=0.0,
+        description="Weight of the stop-classification loss added to the insertion loss.",
     )
     stop_pos_weight: float = Field(
         1.0,
@@ -45,13 +47,20 @@ class ILMSettings(PredictorSettings):
         "log-sum-exp over the vocabulary, then the token in that gap.",
     )
     stop_threshold: float = Field(
-        0.5, gt=0.0, le=1.0, description="A row stops once p(stop) from the CLS head reaches this value."
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="A row stops once p(stop) from the CLS head reaches this value.",
     )
     max_length: int | None = Field(
-        None, ge=1, description="Longest target a row may grow to; default: the task's target length."
+        None,
+        ge=1,
+        description="Longest target a row may grow to; default: the task's target length.",
     )
     parallel_k: int = Field(
-        1, ge=1, description="Insert into up to this many different gaps per step (1: one insertion per step)."
+        1,
+        ge=1,
+        description="Insert into up to this many different gaps per step (1: one insertion per step).",
     )
     parallel_threshold: float = Field(
         0.1,
@@ -63,7 +72,10 @@ class ILMSettings(PredictorSettings):
 
     @model_validator(mode="after")
     def _one_length_budget(self) -> ILMSettings:
-        if None not in (self.max_length, self.max_new_tokens) and self.max_length != self.max_new_tokens:
+        if (
+            None not in (self.max_length, self.max_new_tokens)
+            and self.max_length != self.max_new_tokens
+        ):
             raise ValueError(
                 f"max_length ({self.max_length}) and max_new_tokens ({self.max_new_tokens}) disagree; set one"
             )

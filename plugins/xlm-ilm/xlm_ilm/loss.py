@@ -44,16 +44,19 @@ def banned_tokens(vocab: Vocab, device: torch.device | str) -> Tensor:
     return banned
 
 
+def masked_logits(logits: Tensor, gaps: Tensor, banned: Tensor) -> Tensor:
+    """``logits`` ``(B, L, V)`` in float32 with invalid gaps (``gaps`` False) and banned tokens at ``-inf``."""
+    invalid = ~gaps[:, :, None] | banned[None, None, :]
+    return logits.float().masked_fill(invalid, float("-inf"))
+
+
 def joint_log_probs(logits: Tensor, gaps: Tensor, banned: Tensor) -> Tensor:
     """Log-probabilities ``(B, L, V)`` normalised jointly over gaps and vocabulary.
 
-    Invalid gaps (``gaps`` False) and banned tokens get exactly ``-inf``.
-    Computed in float32 whatever the autocast dtype of ``logits``.
+    Invalid gaps and banned tokens get exactly ``-inf`` (probability 0).
     """
-    b, length, v = logits.shape
-    invalid = ~gaps[:, :, None] | banned[None, None, :]
-    masked = logits.float().masked_fill(invalid, float("-inf"))
-    return masked.view(b, length * v).log_softmax(dim=-1).view(b, length, v)
+    masked = masked_logits(logits, gaps, banned)
+    return masked - masked.flatten(1).logsumexp(dim=1)[:, None, None]
 
 
 class ILMLoss:
@@ -67,13 +70,17 @@ class ILMLoss:
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
         out = model(batch.input_ids, batch.attention_mask)
         gaps = gap_mask(batch.input_ids, batch.attention_mask, self.vocab.bos_id)
-        logp = joint_log_probs(out.logits, gaps, banned_tokens(self.vocab, out.logits.device))
+        # joint_log_probs at the deleted pairs only: the full (B, L, V) log-softmax is never stored
+        masked = masked_logits(
+            out.logits, gaps, banned_tokens(self.vocab, out.logits.device)
+        ).flatten(1)
+        log_z = masked.logsumexp(dim=1, keepdim=True)
 
         gap_index, gap_token = batch.extras["gap_index"], batch.extras["gap_token"]
         n_drops = batch.extras["n_drops"]
         dropped = gap_index != IGNORE_INDEX
-        flat = torch.where(dropped, gap_index * logp.shape[-1] + gap_token, 0)
-        picked = logp.flatten(1).gather(1, flat)
+        flat = torch.where(dropped, gap_index * out.logits.shape[-1] + gap_token, 0)
+        picked = masked.gather(1, flat) - log_z
         # -inf can only be picked at a dropped position if the data is corrupt, never masked away
         insertion_ce = -torch.where(dropped, picked, 0.0).sum(dim=1) / n_drops.clamp(min=1)
         insertion_loss = insertion_ce.mean()

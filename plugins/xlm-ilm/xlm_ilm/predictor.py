@@ -36,7 +36,7 @@ from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.errors import XLMUserError
 from xlm_core.nn.sampling import filter_logits, make_generators, sample
 from xlm_ilm.config import ILMConfig, ILMSettings
-from xlm_ilm.loss import banned_tokens
+from xlm_ilm.loss import banned_tokens, masked_logits
 
 
 class ILMPredictor:
@@ -66,48 +66,58 @@ class ILMPredictor:
         if len(seeds) != len(prompts):
             raise XLMUserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
         device = next(model.parameters()).device
-        limit = self.max_length(settings)
+        decoder = _Decoder(
+            prompts, seeds, self.vocab, self.max_length(settings), settings, device, record_steps
+        )
         was_training = model.training
-        model.eval()
+        model.eval()  # dropout would make samples depend on more than the seed
         try:
-            return _Decoder(self.vocab, limit, settings, device, record_steps).run(model, prompts, seeds)
+            return decoder.run(model)
         finally:
             model.train(was_training)
 
 
 class _Decoder:
-    """The state of one ``predict`` call: the unfinished rows and what finished rows produced."""
+    """The state of one ``predict`` call: the unfinished rows and what finished rows produced.
+
+    Unfinished rows are kept right-padded as ``[CLS] prompt [BOS] target so far``
+    with their BOS position and length; ``rows`` maps them back to the caller's order.
+    """
 
     def __init__(
-        self, vocab: Vocab, limit: int, settings: ILMSettings, device: torch.device, record_steps: bool
+        self,
+        prompts: Sequence[Sequence[int]],
+        seeds: Sequence[int],
+        vocab: Vocab,
+        limit: int,
+        settings: ILMSettings,
+        device: torch.device,
+        record_steps: bool,
     ):
         self.vocab, self.limit, self.settings, self.device = vocab, limit, settings, device
         self.record_steps = record_steps
         self.banned = banned_tokens(vocab, device)
-
-    def run(self, model: nn.Module, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> Prediction:
         b = len(prompts)
-        self.out_ids = torch.full((b, self.limit), self.vocab.pad_id, dtype=torch.long)
+        self.out_ids = torch.full((b, limit), vocab.pad_id, dtype=torch.long)
         self.out_len = torch.zeros(b, dtype=torch.long)
         self.nfe = torch.zeros(b, dtype=torch.long)
         self.history: list[list[list[int]]] = [[] for _ in range(b)]
 
-        # the unfinished rows, right-padded: [CLS] prompt [BOS] target so far
         width = max((len(p) for p in prompts), default=0) + 2
-        tokens = torch.full((b, width), self.vocab.pad_id, dtype=torch.long)
+        tokens = torch.full((b, width), vocab.pad_id, dtype=torch.long)
         for i, p in enumerate(prompts):
-            tokens[i, : len(p) + 2] = torch.tensor([self.vocab.cls_id, *p, self.vocab.bos_id])
+            tokens[i, : len(p) + 2] = torch.tensor([vocab.cls_id, *p, vocab.bos_id])
         bos = torch.tensor([len(p) + 1 for p in prompts], dtype=torch.long)
-        self.tokens, self.bos, self.length = tokens.to(self.device), bos.to(self.device), (bos + 1).to(self.device)
-        self.rows = torch.arange(b, device=self.device)
-        self.gens = make_generators(seeds, self.device)
+        self.tokens, self.bos, self.length = tokens.to(device), bos.to(device), (bos + 1).to(device)
+        self.rows = torch.arange(b, device=device)
+        self.gens = make_generators(seeds, device)
 
+    def run(self, model: nn.Module) -> Prediction:
         while True:
             self._finish(self._target_length() >= self.limit)
             if not len(self.rows):
                 break
-            stop = self._step(model)
-            self._finish(stop)
+            self._finish(self._step(model))
         return Prediction(
             ids=self.out_ids,
             lengths=self.out_len,
@@ -145,16 +155,19 @@ class _Decoder:
         (slot 0 after BOS); slots past the current target are -inf, as are special tokens."""
         slots = torch.arange(self.limit, device=self.device)
         position = (self.bos[rows, None] + slots).clamp(max=logits.shape[1] - 1)
-        canvas = logits.gather(1, position[:, :, None].expand(-1, -1, logits.shape[2])).float()
-        invalid = (slots > self._target_length()[rows, None])[:, :, None] | self.banned
-        return canvas.masked_fill(invalid, float("-inf"))
+        canvas = logits.gather(1, position[:, :, None].expand(-1, -1, logits.shape[2]))
+        return masked_logits(canvas, slots <= self._target_length()[rows, None], self.banned)
 
-    def _choose(self, logits: Tensor, gens: list[torch.Generator], target_length: Tensor) -> tuple[Tensor, Tensor]:
+    def _choose(
+        self, logits: Tensor, gens: list[torch.Generator], target_length: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Per row: which canvas gaps receive a token ``(R, max_length)`` bool, and which token."""
         s = self.settings
         greedy = s.temperature == 0
         if s.sampling == "joint":
-            staged = filter_logits(logits.flatten(1), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+            staged = filter_logits(
+                logits.flatten(1), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p
+            )
             staged, stage_filter = staged.view_as(logits), {}
         else:
             staged = logits if greedy else logits / s.temperature
@@ -177,7 +190,11 @@ class _Decoder:
             p, slot = best_p.topk(extra, dim=-1)
             room = (self.limit - target_length - 1)[:, None]
             # p > 0 keeps out the gaps past the target (and a threshold of 0 cannot admit them)
-            take = (p >= s.parallel_threshold) & (p > 0) & (torch.arange(extra, device=self.device) < room)
+            take = (
+                (p >= s.parallel_threshold)
+                & (p > 0)
+                & (torch.arange(extra, device=self.device) < room)
+            )
             insert.scatter_(1, slot, take)
             insert_tok.scatter_(1, slot, torch.where(take, best_tok.gather(1, slot), 0))
         return insert, insert_tok
@@ -188,22 +205,30 @@ class _Decoder:
         bos, length = self.bos[rows], self.length[rows]
         # after[i, q]: a token goes in right after input position q (the canvas starts at BOS)
         after = torch.zeros(r, width + self.limit, dtype=torch.long, device=self.device)
-        after.scatter_(1, bos[:, None] + torch.arange(self.limit, device=self.device), insert.long())
+        after.scatter_(
+            1, bos[:, None] + torch.arange(self.limit, device=self.device), insert.long()
+        )
         after = after[:, :width]
         before = after.cumsum(dim=1) - after  # insertions strictly before each old position
         new_length = length + insert.sum(dim=1)
         new_width = max(width, int(new_length.max()))
         dump = new_width  # one spare column takes writes that must not land
-        grown = torch.full((r, new_width + 1), self.vocab.pad_id, dtype=torch.long, device=self.device)
+        grown = torch.full(
+            (r, new_width + 1), self.vocab.pad_id, dtype=torch.long, device=self.device
+        )
         positions = torch.arange(width, device=self.device)
         old_target = torch.where(positions < length[:, None], positions + before, dump)
         grown.scatter_(1, old_target, self.tokens[rows])
-        gap_position = (bos[:, None] + torch.arange(self.limit, device=self.device)).clamp(max=width - 1)
+        gap_position = (bos[:, None] + torch.arange(self.limit, device=self.device)).clamp(
+            max=width - 1
+        )
         new_target = torch.where(insert, gap_position + before.gather(1, gap_position) + 1, dump)
         grown.scatter_(1, new_target, insert_tok)
 
         if new_width > width:
-            pad = torch.full((len(self.tokens), new_width - width), self.vocab.pad_id, device=self.device)
+            pad = torch.full(
+                (len(self.tokens), new_width - width), self.vocab.pad_id, device=self.device
+            )
             self.tokens = torch.cat([self.tokens, pad], dim=1)
         self.tokens[rows] = grown[:, :new_width]
         self.length[rows] = new_length

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import torch
+from xlm_ilm.collator import ILMCollator, gap_counts
+from xlm_ilm.config import PRESETS, ILMConfig, ILMSettings
 
 from xlm_core.components import IGNORE_INDEX, DataShape, Example, Vocab
 from xlm_core.config import TaskConfig, TrainingConfig
 from xlm_core.plugins import get_registry
-from xlm_ilm.collator import ILMCollator, gap_counts
-from xlm_ilm.config import PRESETS, ILMConfig, ILMSettings
 
 VOCAB = Vocab(size=20, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
 SHAPE = DataShape(prompt_length=4, target_length=6)
@@ -31,7 +31,8 @@ def _collate(examples, dropped):
 def _credited(batch, row):
     """[(gap input position, token)] of one row, in clean-target order."""
     n = int(batch.extras["n_drops"][row])
-    return list(zip(batch.extras["gap_index"][row, :n].tolist(), batch.extras["gap_token"][row, :n].tolist()))
+    gaps, tokens = batch.extras["gap_index"][row, :n], batch.extras["gap_token"][row, :n]
+    return list(zip(gaps.tolist(), tokens.tolist(), strict=True))
 
 
 def test_deleted_tokens_are_credited_to_the_gap_after_the_last_kept_token():
@@ -40,7 +41,8 @@ def test_deleted_tokens_are_credited_to_the_gap_after_the_last_kept_token():
     assert batch.input_ids.tolist() == [[4, 5, 6, 2, 10, 13]]  # CLS prompt BOS kept
     # BOS is at 3; kept 10 at 4, kept 13 at 5
     assert _credited(batch, 0) == [(4, 11), (4, 12), (5, 14)]
-    assert batch.targets.tolist() == [[IGNORE_INDEX] * 4 + [11, 14]]  # first deletion after each gap
+    # targets: the first deletion after each gap
+    assert batch.targets.tolist() == [[IGNORE_INDEX] * 4 + [11, 14]]
     assert batch.extras["stop"].tolist() == [0.0]
 
 
@@ -89,7 +91,9 @@ def test_n_drops_covers_zero_to_the_whole_target():
     collator = ILMCollator(CONFIG, VOCAB, SHAPE)
     seen = set()
     for _ in range(20):
-        seen.update(collator([Example((5,), (10, 11, 12))] * 8, generator).extras["n_drops"].tolist())
+        seen.update(
+            collator([Example((5,), (10, 11, 12))] * 8, generator).extras["n_drops"].tolist()
+        )
     assert seen == {0, 1, 2, 3}
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from xlm_core.components import DataShape, Example, Vocab
 from xlm_ilm.collator import ILMCollator, gap_counts
 from xlm_ilm.config import ILMConfig
 from xlm_ilm.loss import ILMLoss, banned_tokens, gap_mask, joint_log_probs
 from xlm_ilm.model import ILMModel
+
+from xlm_core.components import DataShape, Example, Vocab
 
 VOCAB = Vocab(size=20, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
 SHAPE = DataShape(prompt_length=4, target_length=6)
@@ -84,4 +84,5 @@ def test_complete_rows_only_train_the_stop_head():
     assert out.metrics["insertion_loss"] == 0
     out.loss.backward()
     assert model.stop_head.weight.grad.abs().sum() > 0
-    assert model.backbone.head.weight.grad is not None  # tied to the embedding, reached through the trunk
+    # the head is tied to the embedding, which the stop head reaches through the trunk
+    assert model.backbone.head.weight.grad is not None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
-from xlm_core.components import DataShape, ModelOutput, Vocab
 from xlm_ilm.config import ILMConfig, ILMSettings
 from xlm_ilm.model import ILMModel
 from xlm_ilm.predictor import ILMPredictor
+
+from xlm_core.components import DataShape, ModelOutput, Vocab
 
 VOCAB = Vocab(size=12, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
 SHAPE = DataShape(prompt_length=4, target_length=6)
@@ -60,7 +60,8 @@ def test_a_row_stops_when_the_head_fires_leaves_the_batch_and_never_grows_again(
     for row, history in enumerate(pred.history):
         sizes = [len(h) for h in history]
         n = int(pred.lengths[row])
-        assert sizes == [*range(1, n + 1), n]  # grows by one per step, then the stop step adds nothing
+        # grows by one per step, then the stop step adds nothing
+        assert sizes == [*range(1, n + 1), n]
         assert history[-1] == pred.sequences()[row]
     assert not any(t in VOCAB.special_ids for seq in pred.sequences() for t in seq)
 
@@ -86,7 +87,8 @@ def test_a_high_stop_threshold_postpones_stopping():
 def test_parallel_insertion_fills_every_gap_when_the_threshold_admits_everything():
     model = _scripted()
     pred = _predict(model, [[19]], max_length=8, parallel_k=8, parallel_threshold=0.0)
-    assert [len(h) for h in pred.history[0]] == [1, 3, 7, 8]  # n tokens have n + 1 gaps: n -> 2n + 1
+    # n tokens have n + 1 gaps, so every step takes n to 2n + 1
+    assert [len(h) for h in pred.history[0]] == [1, 3, 7, 8]
     assert pred.nfe.tolist() == [4]
     capped = _predict(model, [[19]], max_length=8, parallel_k=3, parallel_threshold=0.0)
     assert [len(h) for h in capped.history[0]] == [1, 3, 6, 8]  # at most 3 per step, never past 8
@@ -129,7 +131,7 @@ def test_both_sampling_modes_draw_from_the_joint_distribution(sampling):
     second = torch.tensor([1.0, 0.0, 0.5]).softmax(0)  # (5 in front, 6 in front, 7 behind)
     exact: dict[tuple[int, ...], float] = {}
     for a, pa in zip((5, 6), first.tolist(), strict=True):
-        for (seq, p) in (((5, a), second[0]), ((6, a), second[1]), ((a, 7), second[2])):
+        for seq, p in (((5, a), second[0]), ((6, a), second[1]), ((a, 7), second[2])):
             exact[seq] = exact.get(seq, 0.0) + pa * float(p)
     assert set(counts) <= set(exact)
     for seq, p in exact.items():
