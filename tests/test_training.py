@@ -14,7 +14,8 @@ from xlm_core.config import TrainingConfig, resolve_run_config
 from xlm_core.data.tasks import build_task
 from xlm_core.metrics import Totals, token_matches
 from xlm_core.plugins import get_registry
-from xlm_core.training import lr_factor, param_groups, resolve_precision, train
+from xlm_core.runner import train
+from xlm_core.training import lr_factor, param_groups, resolve_precision
 
 TINY = [
     "model.d_model=32",

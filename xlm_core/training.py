@@ -2,53 +2,26 @@
 
 It holds no family logic. The family decides what a batch means and how to
 decode; this module optimises (AdamW with weight-decay groups, warm-up then
-cosine or constant learning rate, clipping by Lightning), validates (loss,
-per-token NLL over the split, the loss's own metrics, and task metrics from a
-prediction pass) and writes checkpoints. Hardware, precision and distribution
-(DDP, FSDP, several nodes) are Lightning's: the settings pass straight through.
+cosine or constant learning rate; Lightning clips gradients) and validates:
+loss, per-token NLL over the split, the loss's own metrics, and task metrics
+from a prediction pass. :mod:`xlm_core.runner` builds the Trainer around it and
+writes the run directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import time
-import warnings
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import attrs
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import (
-    Callback,
-    EMAWeightAveraging,
-    LearningRateMonitor,
-    TQDMProgressBar,
-)
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 
-from xlm_core.checkpoint import (
-    FINAL_DIR,
-    LAST_CKPT,
-    LIGHTNING_DIR,
-    LOGS_DIR,
-    RUN_DIR_ENV,
-    RUN_FILE,
-    clear_run_dir,
-    is_main_process,
-    make_meta,
-    step_dir,
-    write_checkpoint,
-    write_json_atomic,
-)
 from xlm_core.components import Batch, DataShape, Vocab
-from xlm_core.data.datamodule import PromptBatch, XLMDataModule, derived_seed
-from xlm_core.data.tokenizers import TOKENIZER_FILE
-from xlm_core.errors import XLMUserError
+from xlm_core.data.datamodule import PromptBatch, derived_seed
 from xlm_core.metrics import exact_match, token_matches
 
 # -- optimisation -----------------------------------------------------------------------------
@@ -239,240 +212,3 @@ class XLMModule(L.LightningModule):
             "val/token_acc": correct / max(length, 1.0),
             "val/nfe": nfe / seen,
         }
-
-
-# -- checkpoints during training --------------------------------------------------------------
-
-
-class EMA(EMAWeightAveraging):
-    """Lightning's EMA callback, exposing the averaged family model for step checkpoints."""
-
-    def averaged_model(self) -> nn.Module | None:
-        average = self._average_model
-        return None if average is None else average.module.model
-
-
-class RunWriter(Callback):
-    """Writes ``step-<N>/`` checkpoints and ``lightning/last.ckpt`` for ``--resume``."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        tokenizer: Any,
-        meta: dict[str, Any],
-        *,
-        ckpt_every: int | None,
-        save_every: int,
-        ema: EMA | None,
-    ):
-        self.run_dir, self.tokenizer, self.meta = run_dir, tokenizer, meta
-        self.ckpt_every, self.save_every, self.ema = ckpt_every, save_every, ema
-
-    @property
-    def last_ckpt(self) -> Path:
-        return self.run_dir / LIGHTNING_DIR / LAST_CKPT
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: XLMModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if self.ckpt_every and step % self.ckpt_every == 0:
-            averaged = self.ema.averaged_model() if self.ema is not None else None
-            self.export(trainer, pl_module, step_dir(self.run_dir, step), averaged)
-        if step % self.save_every == 0 or step >= trainer.max_steps:
-            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
-
-    def export(
-        self,
-        trainer: L.Trainer,
-        pl_module: XLMModule,
-        directory: Path,
-        model: nn.Module | None = None,
-    ) -> None:
-        """Write a checkpoint of ``model`` (default: the module's model). Every rank calls this."""
-        model = model if model is not None else _full_model(trainer, pl_module)
-        if trainer.is_global_zero:
-            meta = {**self.meta, "step": trainer.global_step}
-            write_checkpoint(directory, model=model, tokenizer=self.tokenizer, meta=meta)
-        trainer.strategy.barrier("xlm-export")
-
-
-def _full_model(trainer: L.Trainer, pl_module: XLMModule) -> nn.Module:
-    """The family model with all its weights on this rank: gathered into a CPU copy when sharded."""
-    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-
-    if not isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy):
-        return pl_module.model
-    state = trainer.strategy.lightning_module_state_dict()  # collective: every rank takes part
-    copy = pl_module.model_class(pl_module.run_config.model, pl_module.vocab)
-    if trainer.is_global_zero:
-        copy.load_state_dict(
-            {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        )
-    return copy
-
-
-# -- a whole run ------------------------------------------------------------------------------
-
-
-@attrs.define
-class TrainResult:
-    """What ``train`` did; ``metrics`` and ``samples`` are filled on the main process only."""
-
-    run_dir: Path
-    checkpoint: Path
-    steps: int
-    seconds: float
-    is_main: bool
-    metrics: dict[str, Any] = attrs.field(factory=dict)
-    samples: list[Any] = attrs.field(factory=list)
-
-
-def train(
-    run_config: Any,
-    *,
-    run_dir: Path,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    evaluate: bool = True,
-    num_samples: int = 3,
-) -> TrainResult:
-    """Train ``run_config`` into ``run_dir``, write ``final/``, then evaluate on the test split.
-
-    The end-of-run evaluation decodes ``eval.limit`` test examples, or
-    ``eval.val_predict_limit`` when no limit is set, so the default run stays bounded.
-    """
-    from xlm_core.data.tasks import build_task
-    from xlm_core.pipeline import Pipeline, task_info
-    from xlm_core.plugins.registry import get_registry
-
-    training = run_config.training
-    family = get_registry().get(run_config.plugin)
-    if training.ema is not None and "fsdp" in str(training.strategy).lower():
-        raise XLMUserError(
-            "training.ema cannot be combined with an FSDP strategy (the average is not sharded)"
-        )
-    last_ckpt = run_dir / LIGHTNING_DIR / LAST_CKPT
-    if resume and not last_ckpt.is_file():
-        raise XLMUserError(f"cannot resume {run_dir}: it has no {LIGHTNING_DIR}/{LAST_CKPT}")
-    saved_tokenizer = run_dir / TOKENIZER_FILE
-    task = build_task(
-        run_config.task,
-        tokenizer_path=saved_tokenizer if resume and saved_tokenizer.is_file() else None,
-    )
-    vocab = task.tokenizer.vocab
-    collator = family.component("collator")(run_config.model, vocab, task.shape)
-    meta = make_meta(run_config, family, task_info(task))
-
-    if is_main_process():  # every check has passed: only now may an old run be replaced
-        if overwrite:
-            clear_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        task.tokenizer.save(run_dir)
-        write_json_atomic(run_dir / RUN_FILE, meta)
-
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
-    L.seed_everything(training.seed, workers=True, verbose=False)
-    module = XLMModule(run_config, family, vocab, task.shape, task.kind)
-    datamodule = XLMDataModule(
-        task,
-        collator,
-        batch_size=training.batch_size,
-        eval_batch_size=run_config.eval.batch_size,
-        seed=training.seed,
-        eval_seed=run_config.eval.seed,
-        num_workers=training.num_workers,
-        val_predict_limit=run_config.eval.val_predict_limit,
-    )
-    ema = EMA(decay=training.ema) if training.ema is not None else None
-    writer = RunWriter(
-        run_dir,
-        task.tokenizer,
-        meta,
-        ckpt_every=training.ckpt_every,
-        save_every=training.ckpt_every or training.val_every,
-        ema=ema,
-    )
-    # EMA first: a step's checkpoint must include that step's update of the average.
-    callbacks: list[Callback] = [*([ema] if ema else []), writer]
-    trainer = build_trainer(run_config, run_dir, callbacks, progress=progress)
-
-    start = time.perf_counter()
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-            # Resuming draws a new data order (see XLMDataModule), so the mid-epoch position is not needed.
-            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
-    seconds = time.perf_counter() - start
-    final = run_dir / FINAL_DIR
-    writer.export(
-        trainer, module, final
-    )  # after fit, EMA weights (if any) are already in the model
-
-    result = TrainResult(run_dir, final, trainer.global_step, seconds, trainer.is_global_zero)
-    if trainer.is_global_zero and evaluate:
-        pipeline = Pipeline(
-            family=family,
-            run_config=run_config,
-            model=module.model,
-            tokenizer=task.tokenizer,
-            task_kind=task.kind,
-            shape=task.shape,
-            device=trainer.strategy.root_device,
-            checkpoint=final,
-            task=task,
-        )
-        limit = run_config.eval.limit or run_config.eval.val_predict_limit
-        if limit:
-            result.metrics = pipeline.evaluate("test", limit, progress=progress)
-        result.samples = pipeline.generate(num_samples=num_samples, seed=run_config.eval.seed)
-    return result
-
-
-def build_trainer(
-    run_config: Any, run_dir: Path, callbacks: list[Callback], *, progress: bool = True
-) -> L.Trainer:
-    """A Trainer configured from ``training``: hardware settings pass through to Lightning unchanged."""
-    import importlib.util
-
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    training = run_config.training
-    every = log_interval(training.max_steps)
-    loggers: list[Any] = [CSVLogger(run_dir, name=LOGS_DIR)]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
-    extra: list[Callback] = [LearningRateMonitor(logging_interval="step")]
-    if progress:
-        extra.append(TQDMProgressBar(refresh_rate=every))
-    return L.Trainer(
-        accelerator=training.accelerator,
-        devices=training.devices,
-        strategy=training.strategy,
-        num_nodes=training.num_nodes,
-        precision=resolve_precision(training),
-        max_steps=training.max_steps,
-        gradient_clip_val=training.grad_clip,
-        val_check_interval=min(training.val_every, training.max_steps),
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        log_every_n_steps=every,
-        logger=loggers,
-        callbacks=[*callbacks, *extra],
-        enable_checkpointing=False,  # RunWriter writes last.ckpt and the safetensors checkpoints
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        default_root_dir=run_dir,
-    )

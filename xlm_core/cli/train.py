@@ -113,7 +113,7 @@ def train(
         if is_main_process():
             check_out_dir(run_dir, overwrite=overwrite)
 
-    from xlm_core.training import train as run_training
+    from xlm_core.runner import train as run_training
 
     result = run_training(
         run_config, run_dir=run_dir, resume=resume is not None, overwrite=overwrite
