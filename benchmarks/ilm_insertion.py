@@ -4,7 +4,7 @@ Decodes the same test examples with one trained ILM under each setting, greedy:
 
 - one insertion per step (``parallel_k = 1``), the reference;
 - parallel insertion into up to k in {2, 4} gaps per step, each extra insertion
-  admitted when its joint probability p(gap, token) reaches tau in {0.05, 0.15, 0.3};
+  admitted when its joint probability p(gap, token) reaches tau in {0.1, 0.2, 0.3, 0.4};
 
 and reports sequence accuracy, token accuracy, mean forward passes per sample (nfe),
 mean generated length against the references' mean length (ILM can under-generate),
@@ -47,7 +47,7 @@ def settings_grid() -> list[tuple[str, dict[str, Any]]]:
     """(label, predictor overrides) for every setting the benchmark compares; the first is the reference."""
     grid = [("single (k=1)", {"parallel_k": 1})]
     for k in (2, 4):
-        for tau in (0.05, 0.15, 0.3):
+        for tau in (0.1, 0.2, 0.3, 0.4):
             grid.append((f"parallel k={k} τ={tau}", {"parallel_k": k, "parallel_threshold": tau}))
     return [(label, {"temperature": 0.0, "sampling": "joint", **s}) for label, s in grid]
 

@@ -63,7 +63,7 @@ class ILMSettings(PredictorSettings):
         description="Insert into up to this many different gaps per step (1: one insertion per step).",
     )
     parallel_threshold: float = Field(
-        0.1,
+        0.3,
         ge=0.0,
         le=1.0,
         description="An extra parallel insertion is made only when its joint probability p(gap, token) "
