@@ -186,7 +186,7 @@ def contract_violation(kind: str, obj: Any) -> str | None:
     if kind == "loss":
         if getattr(obj, "nll_kind", None) not in ("exact", "bound", "none"):
             return "must declare nll_kind = 'exact' | 'bound' | 'none'"
-        if not callable(getattr(obj, "__call__", None)) or "__call__" not in _own_attrs(obj):
+        if "__call__" not in _own_attrs(obj):
             return "must define __call__(model, batch) -> LossOutput"
     if kind == "collator" and "__call__" not in _own_attrs(obj):
         return "must define __call__(examples, generator=None) -> Batch"

@@ -60,11 +60,17 @@ def _root(
     """Train, sample and evaluate non-autoregressive language models."""
 
 
+_registered = False
+
+
 def _register_commands() -> None:
     # Command modules are cheap to import: each imports torch only inside its command body.
-    from xlm_core.cli import commands
+    global _registered
+    if not _registered:
+        from xlm_core.cli import commands
 
-    commands.register(app)
+        commands.register(app)
+        _registered = True
 
 
 def run(argv: list[str] | None = None) -> None:
