@@ -126,3 +126,14 @@ def test_a_tiny_run_writes_checkpoints_logs_and_metrics(tmp_path):
     assert all(torch.equal(final[k], step4[k]) for k in final)
     raw = torch.load(run_dir / LIGHTNING_DIR / LAST_CKPT, weights_only=False)["current_model_state"]
     assert any(not torch.equal(final[k], raw[f"model.{k}"]) for k in final)
+
+
+def test_a_time_limit_stops_training_and_keeps_resumable_state(tmp_path):
+    config = resolve_run_config(
+        "arlm", sets=[*TINY, "training.max_steps=1000", "training.max_minutes=0.0001"]
+    )
+    result = train(config, run_dir=tmp_path / "run", progress=False, evaluate=False)
+    assert 1 <= result.steps < 1000
+    state = torch.load(tmp_path / "run" / LIGHTNING_DIR / LAST_CKPT, weights_only=False)
+    assert state["global_step"] == result.steps
+    assert read_meta(tmp_path / "run" / FINAL_DIR)["step"] == result.steps

@@ -55,6 +55,9 @@ class TrainingConfig(StrictModel):
     """Optimisation, schedule, precision, checkpointing and hardware (passed to Lightning)."""
 
     max_steps: int = Field(2000, ge=1, description="Optimizer steps.")
+    max_minutes: float | None = Field(
+        None, gt=0.0, description="Stop training after this many minutes, even before max_steps; null: no limit."
+    )
     batch_size: int = Field(64, ge=1, description="Examples per step (per device).")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate (AdamW).")
     warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")

@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,27 @@ from xlm_core.training import XLMModule, log_interval, resolve_precision
 
 
 class EMA(EMAWeightAveraging):
-    """Lightning's EMA callback, exposing the averaged family model for step checkpoints."""
+    """Lightning's EMA callback; the average replaces the weights only when the runner says so.
+
+    Lightning copies the average into the model in ``on_train_end``, before the
+    last ``.ckpt`` could record the raw weights a resumed run must continue from;
+    the runner calls :meth:`apply_average` after that checkpoint instead.
+    """
 
     def averaged_model(self) -> nn.Module | None:
         average = self._average_model
         return None if average is None else average.module.model
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
+    def apply_average(self, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._copy_average_to_current(pl_module)
+
 
 class RunWriter(Callback):
-    """Writes ``step-<N>/`` checkpoints and ``lightning/last.ckpt`` for ``--resume``."""
+    """Writes ``step-<N>/`` checkpoints, and ``lightning/last.ckpt`` periodically and at the end."""
 
     def __init__(
         self,
@@ -72,6 +85,7 @@ class RunWriter(Callback):
     ):
         self.run_dir, self.tokenizer, self.meta = run_dir, tokenizer, meta
         self.ckpt_every, self.save_every, self.ema = ckpt_every, save_every, ema
+        self._saved_step: int | None = None
 
     @property
     def last_ckpt(self) -> Path:
@@ -84,8 +98,17 @@ class RunWriter(Callback):
         if self.ckpt_every and step % self.ckpt_every == 0:
             averaged = self.ema.averaged_model() if self.ema is not None else None
             self.export(trainer, pl_module, step_dir(self.run_dir, step), averaged)
-        if step % self.save_every == 0 or step >= trainer.max_steps:
-            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+        if step % self.save_every == 0:
+            self.save_state(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: XLMModule) -> None:
+        # Training may end between saves: at max_steps or at the max_minutes limit.
+        if self._saved_step != trainer.global_step:
+            self.save_state(trainer)
+
+    def save_state(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+        self._saved_step = trainer.global_step
 
     def export(
         self,
@@ -127,6 +150,7 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path
     steps: int
+    max_steps: int
     seconds: float
     is_main: bool
     metrics: dict[str, Any] = attrs.field(factory=dict)
@@ -224,12 +248,14 @@ def train(
         else:
             os.environ[RUN_DIR_ENV] = previous
     seconds = time.perf_counter() - start
+    if ema is not None:
+        ema.apply_average(module)  # final/ holds the averaged weights
     final = run_dir / FINAL_DIR
-    writer.export(
-        trainer, module, final
-    )  # after fit, EMA weights (if any) are already in the model
+    writer.export(trainer, module, final)
 
-    result = TrainResult(run_dir, final, trainer.global_step, seconds, trainer.is_global_zero)
+    result = TrainResult(
+        run_dir, final, trainer.global_step, training.max_steps, seconds, trainer.is_global_zero
+    )
     if trainer.is_global_zero and evaluate:
         pipeline = Pipeline(
             family=family,
@@ -272,6 +298,7 @@ def build_trainer(
         num_nodes=training.num_nodes,
         precision=resolve_precision(training),
         max_steps=training.max_steps,
+        max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
         gradient_clip_val=training.grad_clip,
         val_check_interval=min(training.val_every, training.max_steps),
         check_val_every_n_epoch=None,

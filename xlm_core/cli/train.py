@@ -170,9 +170,10 @@ def _report(result) -> None:
             f"test ({result.metrics['n_examples']} examples): {format_metrics(result.metrics)}"
         )
     minutes, seconds = divmod(int(result.seconds), 60)
-    typer.echo(
-        f"done: {result.steps} steps in {minutes}m{seconds:02d}s · checkpoint: {result.checkpoint}"
-    )
+    steps = f"{result.steps} steps"
+    if result.steps < result.max_steps:
+        steps = f"{result.steps} of {result.max_steps} steps (training.max_minutes reached)"
+    typer.echo(f"done: {steps} in {minutes}m{seconds:02d}s · checkpoint: {result.checkpoint}")
     typer.echo(
         f"next: xlm generate --checkpoint {result.checkpoint} · xlm eval --checkpoint {result.checkpoint} --json"
     )
