@@ -7,12 +7,13 @@ the normalised counts and the model's joint distribution::
     log p(g, v) = logits[g, v] - logsumexp over all valid (g', v') of logits[g', v']
     insertion_ce = - sum_{g, v} (c[g, v] / n) * log p(g, v)
 
-Only BOS and real target positions are valid gaps and special tokens are never
-valid insertions; both are masked to -inf *before* the joint log-softmax, so
-the model spends no probability on them. A row with ``n = 0`` has no insertion
-target and contributes only to the stop loss, a binary cross-entropy on the
-CLS head against ``1[n = 0]`` with the positive class weighted by
-``stop_pos_weight``. The optimiser sees
+Only BOS and real target positions are valid gaps, and PAD, MASK, BOS and CLS
+are never valid insertions; both are masked to -inf *before* the joint
+log-softmax, so the model spends no probability on them. EOS stays valid here
+because packed text holds it between documents (see :func:`banned_tokens`).
+A row with ``n = 0`` has no insertion target and contributes only to the stop
+loss, a binary cross-entropy on the CLS head against ``1[n = 0]`` with the
+positive class weighted by ``stop_pos_weight``. The optimiser sees
 ``mean(insertion_ce) + stop_loss_weight * stop_bce``, reported as ``ilm_loss``.
 
 There is no per-token likelihood to report (``nll_kind = "none"``):
@@ -37,10 +38,17 @@ def gap_mask(input_ids: Tensor, attention_mask: Tensor, bos_id: int) -> Tensor:
     return attention_mask & (is_bos.long().cumsum(dim=1) > 0)
 
 
-def banned_tokens(vocab: Vocab, device: torch.device | str) -> Tensor:
-    """``(V,)`` bool: the special tokens, which are never inserted."""
+def banned_tokens(vocab: Vocab, device: torch.device | str, *, eos: bool) -> Tensor:
+    """``(V,)`` bool: the tokens that are never inserted: PAD, MASK, BOS, CLS, and EOS when ``eos``.
+
+    Packed text blocks hold EOS between documents, so the loss scores EOS like any
+    target token (``eos=False``); a prediction holds content tokens only, so the
+    predictor bans it (``eos=True``). Tasks without EOS in their targets teach the
+    model to give it no mass anyway.
+    """
     banned = torch.zeros(vocab.size, dtype=torch.bool, device=device)
-    banned[list(vocab.special_ids)] = True
+    banned[[vocab.pad_id, vocab.mask_id, vocab.bos_id, vocab.cls_id]] = True
+    banned[vocab.eos_id] = eos
     return banned
 
 
@@ -72,7 +80,7 @@ class ILMLoss:
         gaps = gap_mask(batch.input_ids, batch.attention_mask, self.vocab.bos_id)
         # joint_log_probs at the deleted pairs only: the full (B, L, V) log-softmax is never stored
         masked = masked_logits(
-            out.logits, gaps, banned_tokens(self.vocab, out.logits.device)
+            out.logits, gaps, banned_tokens(self.vocab, out.logits.device, eos=False)
         ).flatten(1)
         log_z = masked.logsumexp(dim=1, keepdim=True)
 

@@ -96,7 +96,7 @@ class _Decoder:
     ):
         self.vocab, self.limit, self.settings, self.device = vocab, limit, settings, device
         self.record_steps = record_steps
-        self.banned = banned_tokens(vocab, device)
+        self.banned = banned_tokens(vocab, device, eos=True)
         b = len(prompts)
         self.out_ids = torch.full((b, limit), vocab.pad_id, dtype=torch.long)
         self.out_len = torch.zeros(b, dtype=torch.long)

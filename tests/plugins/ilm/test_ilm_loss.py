@@ -34,17 +34,19 @@ def test_joint_softmax_normalises_over_gaps_and_vocabulary_together():
     with torch.no_grad():
         logits = model(batch.input_ids, batch.attention_mask).logits
     gaps = gap_mask(batch.input_ids, batch.attention_mask, VOCAB.bos_id)
-    probs = joint_log_probs(logits, gaps, banned_tokens(VOCAB, "cpu")).exp()
+    probs = joint_log_probs(logits, gaps, banned_tokens(VOCAB, "cpu", eos=False)).exp()
 
     assert torch.allclose(probs.sum(dim=(1, 2)), torch.ones(len(EXAMPLES)), atol=1e-5)
     # a softmax per gap would give each gap a total of 1; the joint one splits 1 across the gaps
     several = gaps.sum(dim=1) > 1
     assert several.sum() >= 2
     assert (probs.sum(dim=2)[gaps & several[:, None]] < 0.99).all()
-    # CLS, prompt and padding positions, and special tokens anywhere, are exactly impossible
+    # CLS, prompt and padding positions, and PAD/MASK/BOS/CLS anywhere, are exactly impossible
     assert (probs[~gaps] == 0).all()
-    assert (probs[:, :, list(VOCAB.special_ids)] == 0).all()
-    assert (probs[gaps][:, 5:] > 0).all()
+    never = [VOCAB.pad_id, VOCAB.mask_id, VOCAB.bos_id, VOCAB.cls_id]
+    assert (probs[:, :, never] == 0).all()
+    # EOS separates documents in packed text, so the loss must be able to score it
+    assert (probs[gaps][:, [VOCAB.eos_id, *range(5, VOCAB.size)]] > 0).all()
     # BOS is the first gap of every row
     bos = (batch.input_ids == VOCAB.bos_id).nonzero()
     assert gaps[bos[:, 0], bos[:, 1]].all() and not gaps[bos[:, 0], bos[:, 1] - 1].any()
@@ -56,7 +58,7 @@ def test_loss_is_soft_cross_entropy_against_normalised_counts_plus_weighted_stop
 
     logits = model(batch.input_ids, batch.attention_mask)
     gaps = gap_mask(batch.input_ids, batch.attention_mask, VOCAB.bos_id)
-    logp = joint_log_probs(logits.logits, gaps, banned_tokens(VOCAB, "cpu"))
+    logp = joint_log_probs(logits.logits, gaps, banned_tokens(VOCAB, "cpu", eos=False))
     counts = gap_counts(batch, VOCAB.size)
     n = counts.sum(dim=(1, 2))
     soft = counts / n.clamp(min=1)[:, None, None]
@@ -86,3 +88,13 @@ def test_complete_rows_only_train_the_stop_head():
     assert model.stop_head.weight.grad.abs().sum() > 0
     # the head is tied to the embedding, which the stop head reaches through the trunk
     assert model.backbone.head.weight.grad is not None
+
+
+def test_eos_inside_packed_text_is_a_finite_insertion_target():
+    cfg = ILMConfig(d_model=32, n_layers=2, n_heads=4)
+    torch.manual_seed(0)
+    model = ILMModel(cfg, VOCAB)
+    packed = [Example((), (10, 11, VOCAB.eos_id, 12, 13, VOCAB.eos_id))]
+    everything = [torch.ones(6, dtype=torch.bool)]
+    out = ILMLoss(cfg, VOCAB)(model, ILMCollator(cfg, VOCAB, SHAPE).collate(packed, everything))
+    assert torch.isfinite(out.loss)

@@ -102,6 +102,14 @@ def test_parallel_insertion_with_an_unreachable_threshold_is_single_insertion():
     assert torch.equal(single.ids, guarded.ids) and torch.equal(single.nfe, guarded.nfe)
 
 
+def test_special_tokens_and_eos_are_never_inserted_even_when_the_model_prefers_them():
+    table = torch.zeros(8, VOCAB.size)
+    table[:, list(VOCAB.special_ids)] = 10.0
+    pred = _predict(ScriptedModel(table), [[19], [19]], seeds=[0, 1])
+    assert pred.lengths.tolist() == [SHAPE.target_length] * 2
+    assert not any(t in VOCAB.special_ids for seq in pred.sequences() for t in seq)
+
+
 def test_greedy_joint_decoding_takes_the_most_likely_gap_and_token():
     table = torch.full((3, VOCAB.size), -5.0)
     table[0, 7] = 3.0  # after BOS, 7 is the clear favourite
