@@ -20,6 +20,7 @@ from xlm_core.pipeline import task_info
 from xlm_core.plugins import get_registry
 
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2"]
+TINY_SETS = [arg for item in TINY for arg in ("--set", item)]
 
 
 @pytest.fixture
@@ -70,6 +71,10 @@ def assert_one_line_error(result, *fragments):
         ),
         (["--plugin", "arlm", "--preset", "huge"], ["unknown preset 'huge'"]),
         (["--plugin", "arlm", "--precision", "fp8"], ["invalid value for training.precision"]),
+        (
+            ["--plugin", "arlm", "--strategy", "warp-drive", *TINY_SETS],
+            ["cannot set up training hardware"],
+        ),
     ],
 )
 def test_train_rejects_bad_flags_before_any_work(tmp_path, cli, args, fragments):

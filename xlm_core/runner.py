@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import (
     Callback,
     EMAWeightAveraging,
@@ -196,13 +197,6 @@ def train(
     collator = family.component("collator")(run_config.model, vocab, task.shape)
     meta = make_meta(run_config, family, task_info(task))
 
-    if is_main_process():  # every check has passed: only now may an old run be replaced
-        if overwrite:
-            clear_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        task.tokenizer.save(run_dir)
-        write_json_atomic(run_dir / RUN_FILE, meta)
-
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     L.seed_everything(training.seed, workers=True, verbose=False)
@@ -230,6 +224,13 @@ def train(
     trainer = build_trainer(
         run_config, run_dir, [*([ema] if ema else []), writer, *callbacks], progress=progress
     )
+
+    if is_main_process():  # every check has passed: only now may an old run be replaced
+        if overwrite:
+            clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        task.tokenizer.save(run_dir)
+        write_json_atomic(run_dir / RUN_FILE, meta)
 
     start = time.perf_counter()
     previous = os.environ.get(RUN_DIR_ENV)
@@ -291,23 +292,28 @@ def build_trainer(
     extra: list[Callback] = [LearningRateMonitor(logging_interval="step")]
     if progress:
         extra.append(TQDMProgressBar(refresh_rate=every))
-    return L.Trainer(
-        accelerator=training.accelerator,
-        devices=training.devices,
-        strategy=training.strategy,
-        num_nodes=training.num_nodes,
-        precision=resolve_precision(training),
-        max_steps=training.max_steps,
-        max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
-        gradient_clip_val=training.grad_clip,
-        val_check_interval=min(training.val_every, training.max_steps),
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        log_every_n_steps=every,
-        logger=loggers,
-        callbacks=[*callbacks, *extra],
-        enable_checkpointing=False,  # RunWriter writes last.ckpt and the safetensors checkpoints
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        default_root_dir=run_dir,
-    )
+    try:
+        return L.Trainer(
+            accelerator=training.accelerator,
+            devices=training.devices,
+            strategy=training.strategy,
+            num_nodes=training.num_nodes,
+            precision=resolve_precision(training),
+            max_steps=training.max_steps,
+            max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
+            gradient_clip_val=training.grad_clip,
+            val_check_interval=min(training.val_every, training.max_steps),
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            log_every_n_steps=every,
+            logger=loggers,
+            callbacks=[*callbacks, *extra],
+            enable_checkpointing=False,  # RunWriter writes last.ckpt and the safetensors checkpoints
+            enable_progress_bar=progress,
+            enable_model_summary=progress,
+            default_root_dir=run_dir,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        # Lightning's word on an impossible combination (--devices 4 on one GPU, an unknown strategy, ...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise XLMUserError(f"cannot set up training hardware: {reason}") from exc

@@ -107,8 +107,9 @@ class XLMModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         out = self.loss_fn(self.model, batch)
-        # Logging costs Python time and, on a GPU, a sync when the bar reads it: only every log_every steps.
-        if self.global_step % self.log_every == 0:
+        # Logging costs Python time and, on a GPU, a sync when the bar reads it: log only on the
+        # steps Lightning writes (it writes when (step + 1) % log_every_n_steps == 0).
+        if (self.global_step + 1) % self.log_every == 0:
             self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=batch.size)
             for name, value in out.metrics.items():
                 self.log(f"train/{name}", value, batch_size=batch.size)
