@@ -240,6 +240,7 @@ def train(
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
             # Resuming draws a new data order (see XLMDataModule), so the mid-epoch position is not needed.
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
             trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)

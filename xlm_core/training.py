@@ -192,7 +192,8 @@ class XLMModule(L.LightningModule):
             )
         if self.trainer.datamodule.predicts_in_validation:
             logged.update(self._prediction_metrics())
-        self.log_dict(logged, prog_bar=False)
+        # Already global: every rank logs the same numbers, and the mean Lightning takes keeps them.
+        self.log_dict(logged, sync_dist=True)
         self._val_sums = {}
 
     def _prediction_metrics(self) -> dict[str, float]:
