@@ -9,6 +9,7 @@ on the main process, evaluated on the test split.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -287,6 +288,7 @@ def build_trainer(
 
     training = run_config.training
     every = log_interval(training.max_steps)
+    _quiet_lightning_tips()
     loggers: list[Any] = [CSVLogger(run_dir, name=LOGS_DIR)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
@@ -318,3 +320,15 @@ def build_trainer(
         # Lightning's word on an impossible combination (--devices 4 on one GPU, an unknown strategy, ...)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise XLMUserError(f"cannot set up training hardware: {reason}") from exc
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def _quiet_lightning_tips() -> None:
+    """Drop Lightning's advertising line ("Tip: try installing litlogger"), keep its real messages."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in log.filters):
+        log.addFilter(_NoTips())
