@@ -48,6 +48,7 @@ class Totals:
     """Running sums of everything evaluation reports; ``summary()`` turns them into means."""
 
     examples: int = 0  # examples scored by the loss (times the number of corruption draws)
+    tokens: int = 0  # target tokens scored by the loss (likewise)
     loss_sum: float = 0.0  # batch loss times batch size
     nll_sum: float = 0.0
     nll_tokens: int = 0
@@ -71,6 +72,7 @@ class Totals:
         metrics: dict[str, float],
     ) -> None:
         self.examples += batch_size
+        self.tokens += n_tokens
         self.loss_sum += loss * batch_size
         if nll_sum is not None:
             self.nll_sum += nll_sum

@@ -177,7 +177,7 @@ class Pipeline:
         examples = [self._as_example(x) for x in inputs]
         totals = Totals()
         self._score_into(totals, examples, progress=progress)
-        tokens = totals.nll_tokens // max(1, self.run_config.model.eval_nll_samples)
+        tokens = totals.tokens // self.run_config.model.eval_nll_samples
         return {"n_examples": len(examples), "n_tokens": tokens, **totals.summary(self.nll_kind)}
 
     def evaluate(
