@@ -1,0 +1,218 @@
+"""MDLM samplers on star-easy: sequence accuracy, forward passes and throughput of each decoding setting.
+
+Decodes the same test examples with one trained MDLM under each setting:
+
+- ancestral sampling with T = L steps (L = target length), one forward pass per step,
+- the same sampler reusing p(x0) for rows whose window did not change (cache),
+- confidence decoding, the most confident position per step (k = 1),
+- threshold decoding with tau in {0.5, 0.7, 0.9} (every position above tau, at least one),
+
+and reports sequence accuracy, token accuracy, mean forward passes per sample (nfe),
+mean steps and samples/s, measured in one run on one device, plus each setting's
+nfe and samples/s relative to uncached ancestral sampling. Goal: the best fast
+setting matches the ancestral accuracy (within one binomial standard error) with
+>= 3x fewer forward passes and >= 2x the samples/s.
+
+The model is trained once with the star recipe (``xlm train --plugin mdlm --preset
+star``) into ``--run-dir`` unless that directory already holds a finished run, or
+``--checkpoint`` names one.
+
+    python benchmarks/mdlm_samplers.py [--checkpoint DIR] [--limit N] [--device cpu|cuda] [--quick]
+
+Writes benchmarks/results/mdlm_samplers.json and prints a markdown table.
+``--quick`` trains a few steps of the tiny preset in a temporary directory and
+writes its results there: a smoke run, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import xlm_core
+from xlm_core.metrics import exact_match, token_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "mdlm_samplers.json"
+RUN_DIR = ROOT / "runs" / "bench-mdlm-star"
+BASELINE = "ancestral T=L"
+GOAL_NFE_RATIO, GOAL_SPEEDUP = 3.0, 2.0
+
+
+def settings_grid() -> list[tuple[str, dict[str, Any]]]:
+    """(label, predictor overrides) for every setting the benchmark compares."""
+    grid: list[tuple[str, dict[str, Any]]] = [
+        (BASELINE, {"sampler": "ancestral", "steps": None, "cache": False}),
+        ("ancestral T=L + cache", {"sampler": "ancestral", "steps": None, "cache": True}),
+        ("confidence k=1", {"sampler": "confidence", "k": 1}),
+    ]
+    grid += [
+        (f"threshold τ={tau}", {"sampler": "threshold", "threshold": tau})
+        for tau in (0.5, 0.7, 0.9)
+    ]
+    return [(label, {"block_size": None, "confidence": "top_prob", **s}) for label, s in grid]
+
+
+def train(run_dir: Path, quick: bool) -> Path:
+    """The checkpoint of a finished star-recipe run in ``run_dir``, training it first when there is none."""
+    final = run_dir / "final"
+    if (final / "model.safetensors").is_file():
+        print(f"using the finished run in {run_dir}", file=sys.stderr)
+        return final
+    xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
+    command = [xlm, "train", "--plugin", "mdlm", "--out", str(run_dir)]
+    if quick:
+        command += ["--preset", "tiny", "--task", "star-easy", "--max-steps", "20"]
+        command += ["--set", "eval.val_predict_limit=8"]
+    else:
+        command += ["--preset", "star"]
+    print("$ " + " ".join(command), file=sys.stderr)
+    subprocess.run(command, check=True)
+    return final
+
+
+def measure(
+    pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """Decode ``examples`` once under ``overrides``: accuracy, nfe, steps and throughput."""
+    device = pipeline.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    results = pipeline.generate(num_samples=len(examples), seed=seed, **overrides)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    n = len(results)
+    targets = [list(e.target_ids) for e in examples]
+    pairs = list(zip(results, targets, strict=True))
+    return {
+        "seq_acc": sum(exact_match(r.ids, t) for r, t in pairs) / n,
+        "token_acc": sum(token_matches(r.ids, t) for r, t in pairs) / sum(map(len, targets)),
+        "nfe": sum(r.nfe for r in results) / n,
+        "steps": sum(r.steps for r in results) / n,
+        "samples_per_s": n / seconds,
+    }
+
+
+def verdict(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Ratios to the uncached ancestral sampler, and the best fast setting that matches its accuracy."""
+    base = next(r for r in rows if r["label"] == BASELINE)
+    tolerance = math.sqrt(max(base["seq_acc"] * (1 - base["seq_acc"]), 1e-12) / n)
+    for r in rows:
+        r["nfe_reduction"] = base["nfe"] / r["nfe"]
+        r["speedup"] = r["samples_per_s"] / base["samples_per_s"]
+        r["matches_accuracy"] = r["seq_acc"] >= base["seq_acc"] - tolerance
+    fast = [r for r in rows if r["label"] != BASELINE and r["matches_accuracy"]]
+    best = max(fast, key=lambda r: r["samples_per_s"], default=None)
+    return {
+        "baseline": BASELINE,
+        "accuracy_tolerance": tolerance,
+        "best_fast_setting": best["label"] if best else None,
+        "goal": f">= {GOAL_NFE_RATIO:g}x fewer nfe and >= {GOAL_SPEEDUP:g}x samples/s at ancestral accuracy",
+        "meets_goal": bool(
+            best and best["nfe_reduction"] >= GOAL_NFE_RATIO and best["speedup"] >= GOAL_SPEEDUP
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkpoint", type=Path, help="a trained MDLM checkpoint (default: train the star recipe)"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
+    )
+    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--batch-size", type=int, help="decoding batch size (default: the run's eval.batch_size)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature of every setting (default: the run's, 0 in the star recipe)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    if args.quick:
+        scratch = Path(tempfile.mkdtemp(prefix="xlm-mdlm-bench-"))
+        args.limit = min(args.limit, 32)
+        args.out = scratch / "mdlm_samplers.json"
+        if args.checkpoint is None:
+            args.run_dir = scratch / "run"
+    checkpoint = args.checkpoint or train(args.run_dir, args.quick)
+
+    pipeline = xlm_core.load(checkpoint, device=args.device)
+    if args.batch_size:
+        pipeline.run_config.eval.batch_size = args.batch_size
+    examples = list(pipeline.task.examples("test")[: args.limit])
+    common = {} if args.temperature is None else {"temperature": args.temperature}
+    pipeline.generate(
+        num_samples=min(8, len(examples)), seed=args.seed
+    )  # warm-up: kernels, allocator
+
+    rows = []
+    for label, overrides in settings_grid():
+        settings = {**overrides, **common}
+        row = {"label": label, "settings": settings}
+        row.update(measure(pipeline, examples, settings, args.seed))
+        rows.append(row)
+        print(f"{label:>24}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+    summary = verdict(rows, len(examples))
+
+    task = pipeline.run_config.task.name
+    report = {
+        "benchmark": "mdlm_samplers",
+        "checkpoint": str(checkpoint),
+        "task": task,
+        "target_length": pipeline.shape.target_length,
+        "n_examples": len(examples),
+        "batch_size": pipeline.run_config.eval.batch_size,
+        "temperature": pipeline.settings(**common).temperature,
+        "device": str(pipeline.device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "quick": args.quick,
+        **summary,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(
+        f"\nMDLM samplers on {task} ({len(examples)} test examples, L = {pipeline.shape.target_length}, "
+        f"temperature {report['temperature']:g}, {pipeline.device.type})\n"
+    )
+    print("| setting | seq acc | token acc | nfe | steps | samples/s | nfe ÷ | speed × |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['label']} | {r['seq_acc']:.3f} | {r['token_acc']:.3f} | {r['nfe']:.2f} | {r['steps']:.2f} "
+            f"| {r['samples_per_s']:.1f} | {r['nfe_reduction']:.2f} | {r['speedup']:.2f} |"
+        )
+    best = summary["best_fast_setting"] or "none"
+    print(f"\nbest fast setting at ancestral accuracy: {best}; goal met: {summary['meets_goal']}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
