@@ -165,9 +165,8 @@ def main() -> None:
         pipeline.run_config.eval.batch_size = args.batch_size
     examples = list(pipeline.task.examples("test")[: args.limit])
     common = {} if args.temperature is None else {"temperature": args.temperature}
-    pipeline.generate(
-        num_samples=min(8, len(examples)), seed=args.seed
-    )  # warm-up: kernels, allocator
+    # warm-up: kernels, allocator
+    pipeline.generate(num_samples=min(8, len(examples)), seed=args.seed)
 
     rows = []
     for label, overrides in settings_grid():

@@ -47,9 +47,8 @@ class MDLMLoss:
         t = batch.extras["t"]
         log_probs = model(batch.input_ids, batch.attention_mask, t, window=w).logits
         clean = batch.targets[:, -w:]
-        token_nll = -log_probs.gather(-1, clean.unsqueeze(-1)).squeeze(
-            -1
-        )  # 0 where unmasked (SUBS)
+        # exactly 0 at unmasked positions: SUBS puts log-prob 0 on the token they carry
+        token_nll = -log_probs.gather(-1, clean.unsqueeze(-1)).squeeze(-1)
         weight = self.schedule.loss_weight(t.double()).to(token_nll.dtype)
         nll_sum = (token_nll * weight[:, None]).sum()
         n_tokens = (clean != self.vocab.pad_id).sum()

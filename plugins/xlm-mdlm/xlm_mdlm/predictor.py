@@ -126,10 +126,9 @@ class _Decoding:
         self.real = None if bool(real.all()) else real
         self.generators = make_generators(seeds, device)
         self.blocks = torch.tensor(predictor.blocks(settings), device=device)  # (n_blocks, 2)
-        self.block = torch.zeros(b, dtype=torch.long, device=device)  # current block of each row
-        self.block_step = torch.zeros(
-            b, dtype=torch.long, device=device
-        )  # ancestral step within it
+        # each row's current block, and its ancestral step within that block
+        self.block = torch.zeros(b, dtype=torch.long, device=device)
+        self.block_step = torch.zeros(b, dtype=torch.long, device=device)
         self.steps_per_block = predictor.steps_per_block(settings)
         self.positions = torch.arange(w, device=device)
         self.banned = torch.tensor([v.mask_id, v.bos_id, v.cls_id], device=device)
@@ -156,9 +155,8 @@ class _Decoding:
             chosen = self._choose(rows)
             self._fill(rows, chosen)
             self._advance(rows)
-            if (
-                int(self.steps.max()) > self.budget
-            ):  # every sampler decides a position or moves time on
+            # every step decides a position or moves the ancestral time on, so this is a bug
+            if int(self.steps.max()) > self.budget:
                 raise RuntimeError(f"MDLM decoding exceeded its step budget of {self.budget}")
         return self._prediction()
 
@@ -198,15 +196,13 @@ class _Decoding:
             & (pos >= start[:, None])
             & (pos < end[:, None])
         )
-        gens = [self.generators[i] for i in rows.tolist()]
         if self.settings.sampler == "ancestral":
             j = self.block_step[idx].double()
             t = 1.0 - j / self.steps_per_block
             s = 1.0 - (j + 1.0) / self.steps_per_block
-            p_unmask = self.p.schedule.unmask_probability(
-                t, s
-            )  # exactly 1 on the last step (s = 0)
-            u = uniform(gens, (self.w,), self.seq.device)
+            # exactly 1 on a block's last step (s = 0): every remaining mask is filled
+            p_unmask = self.p.schedule.unmask_probability(t, s)
+            u = uniform([self.generators[i] for i in rows.tolist()], (self.w,), self.seq.device)
             return eligible & (u < p_unmask[:, None])
         score = confidence(self.log_probs[idx].exp(), self.settings.confidence)
         score = score.masked_fill(~eligible, float("-inf"))
@@ -225,9 +221,8 @@ class _Decoding:
         if len(pos) == 0:
             return
         idx = rows.to(self.seq.device)
-        logits = self.log_probs[
-            idx[row_in_batch], pos
-        ]  # (N, V), rows in order, positions ascending
+        # (N, V): rows in order, positions ascending within a row, so each row's draws come in a fixed order
+        logits = self.log_probs[idx[row_in_batch], pos]
         gens = [self.generators[i] for i in rows[row_in_batch.cpu()].tolist()]
         s = self.settings
         tokens = sample(logits, gens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)

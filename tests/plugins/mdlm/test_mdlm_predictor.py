@@ -140,13 +140,8 @@ def test_confidence_decodes_the_most_confident_position_first(ranked, predictor,
     settings = MDLMSettings(sampler="confidence", temperature=0.0)
     pred = predictor.predict(ranked, [(5,)], settings=settings, seeds=[0], record_steps=True)
     assert pred.sequences()[0] == [5 + j for j in range(shape.target_length)]
-    assert _decision_order(pred) == [
-        [4],
-        [3],
-        [2],
-        [1],
-        [0],
-    ]  # the last (EOS) position is never decided
+    # right to left; the window's last (EOS) position is never decided
+    assert _decision_order(pred) == [[4], [3], [2], [1], [0]]
     assert int(pred.steps[0]) == predictor.step_budget(settings) == shape.target_length
 
 
