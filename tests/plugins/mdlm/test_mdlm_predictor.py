@@ -183,3 +183,19 @@ def test_length_budget(model, predictor):
     settings = MDLMSettings(max_new_tokens=2)
     pred = predictor.predict(model, PROMPTS, settings=settings, seeds=SEEDS)
     assert (pred.lengths <= 2).all() and predictor.window_length(settings) == 3
+
+
+@pytest.mark.parametrize("schedule", ["log-linear", "cosine"])
+def test_ancestral_steps_unmask_at_the_schedule_rate(schedule, ranked, make_config, vocab, shape):
+    config = make_config(schedule=schedule)
+    predictor = MDLMPredictor(config, vocab, shape)
+    settings = MDLMSettings(steps=4, temperature=0.0)  # RankedModel then never ends early
+    n = 400
+    pred = predictor.predict(
+        ranked, [(5,)] * n, settings=settings, seeds=range(n), record_steps=True
+    )
+    t, s = torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.75], dtype=torch.float64)
+    expected = float(predictor.schedule.unmask_probability(t, s))
+    first = torch.tensor([states[0] for states in pred.history])
+    observed = float((first != vocab.mask_id).double().mean())
+    assert abs(observed - expected) < 4 * (expected * (1 - expected) / first.numel()) ** 0.5
