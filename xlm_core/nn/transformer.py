@@ -39,6 +39,9 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
         self.length = 0
+        # While no padding has been written, single-token steps need no attention mask at all,
+        # which keeps the per-token cost of batch-1 decoding down to the matrix work.
+        self.dense = True
 
     @property
     def capacity(self) -> int:
@@ -63,12 +66,18 @@ class RMSNorm(nn.Module):
         return x.to(dtype) * self.weight
 
 
-def rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate ``x`` ``(B, H, L, D)`` by angles of ``positions`` ``(B, L)`` (half-split convention)."""
+def rotary_tables(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos/sin ``(B, 1, L, head_dim // 2)`` for ``positions`` ``(B, L)``; computed once per forward."""
+    half = head_dim // 2
+    inv_freq = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
+def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` ``(B, H, L, D)`` by the angles in ``cos``/``sin`` (half-split convention)."""
     half = x.shape[-1] // 2
-    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq  # (B, 1, L, half)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
@@ -96,7 +105,7 @@ class Block(nn.Module):
     def forward(
         self,
         x: Tensor,
-        positions: Tensor,
+        rope: tuple[Tensor, Tensor],
         attn_mask: Tensor | None,
         is_causal: bool,
         cond: Tensor | None,
@@ -109,14 +118,14 @@ class Block(nn.Module):
             shift1 = scale1 = shift2 = scale2 = 0.0
             gate1 = gate2 = 1.0
         h = self.norm1(x) * (1 + scale1) + shift1
-        x = x + gate1 * self.dropout(self._attend(h, positions, attn_mask, is_causal, cache, layer))
+        x = x + gate1 * self.dropout(self._attend(h, rope, attn_mask, is_causal, cache, layer))
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + gate2 * self.dropout(self.mlp(h))
 
     def _attend(
         self,
         h: Tensor,
-        positions: Tensor,
+        rope: tuple[Tensor, Tensor],
         attn_mask: Tensor | None,
         is_causal: bool,
         cache: KVCache | None,
@@ -124,7 +133,7 @@ class Block(nn.Module):
     ) -> Tensor:
         b, length, d = h.shape
         q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = rotary(q, positions), rotary(k, positions)
+        q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is not None:
             start = cache.length
             cache.k[layer, :, :, start : start + length] = k
@@ -238,8 +247,11 @@ class Transformer(nn.Module):
         if cache is not None:
             if not self.causal:
                 raise ValueError("a KV cache needs a causal transformer")
-            new_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-            cache.key_mask[:, cache.length : cache.length + length] = new_mask
+            if attention_mask is None:
+                cache.key_mask[:, cache.length : cache.length + length] = True
+            else:
+                cache.key_mask[:, cache.length : cache.length + length] = attention_mask
+                cache.dense = cache.dense and bool(attention_mask.all())
         if positions is None:
             if self.causal and attention_mask is not None:
                 base = cache.key_mask[:, : cache.length].sum(1, keepdim=True) if cache is not None else 0
@@ -253,9 +265,10 @@ class Transformer(nn.Module):
             if cond is None:
                 raise ValueError("this transformer is time-conditioned: pass cond=(B,) noise levels")
             c = self.time_embed(cond)
+        rope = rotary_tables(positions, self.head_dim)
         x = self.embed(input_ids)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, attn_mask, is_causal, c, cache, i)
+            x = block(x, rope, attn_mask, is_causal, c, cache, i)
         if cache is not None:
             cache.length += length
         return self.norm(x)
@@ -268,6 +281,11 @@ class Transformer(nn.Module):
     ) -> tuple[Tensor | None, bool]:
         if cache is None and attention_mask is None:
             return None, self.causal
+        if cache is not None and cache.dense:
+            if length == 1:  # one new token may see every cached key
+                return None, False
+            if cache.length == 0:  # a prefill without padding is plain causal attention
+                return None, True
         if cache is not None:
             keys = cache.key_mask[:, : cache.length + length]  # already includes the new tokens
             offset = cache.length
