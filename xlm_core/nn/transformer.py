@@ -60,17 +60,25 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fused_rms_norm is not None and x.dtype == self.weight.dtype:
+            return _fused_rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one kernel, not six
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return x.to(dtype) * self.weight
 
 
-def rotary_tables(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """cos/sin ``(B, 1, L, head_dim // 2)`` for ``positions`` ``(B, L)``; computed once per forward."""
+_fused_rms_norm = getattr(F, "rms_norm", None)
+
+
+def rotary_frequencies(head_dim: int, base: float = 10000.0) -> Tensor:
     half = head_dim // 2
-    inv_freq = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq
+    return base ** (-torch.arange(half, dtype=torch.float32) / half)
+
+
+def rotary_tables(positions: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
+    """cos/sin ``(B, 1, L, head_dim // 2)`` for ``positions`` ``(B, L)``; computed once per forward."""
+    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq.float()
     return angles.cos(), angles.sin()
 
 
@@ -192,6 +200,8 @@ class Transformer(nn.Module):
         )
         self.norm = RMSNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
+        # Not persistent: derived from the shape, so checkpoints hold learned weights only.
+        self.register_buffer("inv_freq", rotary_frequencies(d_model // n_heads), persistent=False)
         self.apply(_init_weights)
         if tie_embeddings:
             self.head.weight = self.embed.weight
@@ -265,7 +275,7 @@ class Transformer(nn.Module):
             if cond is None:
                 raise ValueError("this transformer is time-conditioned: pass cond=(B,) noise levels")
             c = self.time_embed(cond)
-        rope = rotary_tables(positions, self.head_dim)
+        rope = rotary_tables(positions, self.inv_freq)
         x = self.embed(input_ids)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
