@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ def main() -> None:
         config = ARLMConfig(d_model=256, n_layers=4, n_heads=4)
         new_tokens, prompt_length = 128, 32
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy machine skews timings
     torch.manual_seed(0)
     model = ARLMModel(config, VOCAB).to(args.device).eval()
     predictor = ARLMPredictor(config, VOCAB, DataShape(prompt_length, new_tokens))
@@ -117,7 +119,9 @@ def main() -> None:
         "device": args.device,
         "device_name": torch.cuda.get_device_name()
         if args.device == "cuda"
-        else platform.processor() or "cpu",
+        else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_at_start": load,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "model": {
