@@ -120,11 +120,10 @@ class Block(nn.Module):
         cache: KVCache | None,
         layer: int,
     ) -> Tensor:
-        if self.ada is not None and cond is not None:
-            shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)
-        else:
-            shift1 = scale1 = shift2 = scale2 = 0.0
-            gate1 = gate2 = 1.0
+        if self.ada is None or cond is None:  # unconditioned: no modulation ops on the decoding path
+            x = x + self.dropout(self._attend(self.norm1(x), rope, attn_mask, is_causal, cache, layer))
+            return x + self.dropout(self.mlp(self.norm2(x)))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
         x = x + gate1 * self.dropout(self._attend(h, rope, attn_mask, is_causal, cache, layer))
         h = self.norm2(x) * (1 + scale2) + shift2
