@@ -13,6 +13,7 @@ from xlm_core.plugins.manifest import (
     PredictorSettings,
     StrictModel,
     TaskRef,
+    standard_presets,
 )
 from xlm_core.plugins.registry import Family, PluginRecord, Registry, get_registry, reset_registry
 
@@ -32,4 +33,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "reset_registry",
+    "standard_presets",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from xlm_core.plugins import STANDARD_PRESETS, FamilyConfig, PredictorSettings
+from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
 
 
 class ARLMConfig(FamilyConfig):
@@ -43,32 +43,4 @@ class ARLMSettings(PredictorSettings):
         return self
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        # A 1M-parameter causal model is stable at a high learning rate, which is what
-        # lets it fit star-easy within a CPU budget of a few minutes.
-        "training": {"lr": 1e-3, "batch_size": 64, "warmup_steps": 100, "weight_decay": 0.01},
-    },
-    "small": {
-        "model": dict(STANDARD_PRESETS["small"]["model"]),
-        # GPT-2-small-sized models train best near 3e-4 with stronger decay.
-        "training": {"lr": 3e-4, "batch_size": 64, "warmup_steps": 500, "weight_decay": 0.1},
-    },
-    # The CPU recipe for star-easy, the same budget as the other families' star presets
-    # so that their results compare.
-    "star": {
-        "task": {"name": "star-easy"},
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        "training": {
-            "max_steps": 6000,
-            "batch_size": 64,
-            "lr": 1e-3,
-            "warmup_steps": 200,
-            "weight_decay": 0.01,
-            "val_every": 1000,
-        },
-        # Exact match rewards the most likely path.
-        "predictor": {"temperature": 0.0},
-    },
-}
+PRESETS: dict[str, dict[str, Any]] = standard_presets()

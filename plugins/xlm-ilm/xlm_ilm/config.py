@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from xlm_core.plugins import STANDARD_PRESETS, FamilyConfig, PredictorSettings
+from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
 
 
 class ILMConfig(FamilyConfig):
@@ -82,31 +82,4 @@ class ILMSettings(PredictorSettings):
         return self
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        "training": {"lr": 1e-3, "batch_size": 64, "warmup_steps": 100, "weight_decay": 0.01},
-    },
-    "small": {
-        "model": dict(STANDARD_PRESETS["small"]["model"]),
-        # GPT-2-small-sized models train best near 3e-4 with stronger decay.
-        "training": {"lr": 3e-4, "batch_size": 64, "warmup_steps": 500, "weight_decay": 0.1},
-    },
-    # The CPU recipe for star-easy (docs/families/ilm.md, "Star recipe"): the tiny model,
-    # trained longer. Rows are short (CLS, 26 prompt tokens, BOS, at most 8 target tokens),
-    # so 10,000 steps of batch 64 are meant to fit a 30-minute budget on a 2-core CPU.
-    "star": {
-        "task": {"name": "star-easy"},
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        "training": {
-            "max_steps": 10000,
-            "batch_size": 64,
-            "lr": 1e-3,
-            "warmup_steps": 200,
-            "weight_decay": 0.01,
-            "val_every": 1000,
-        },
-        # Exact match rewards the most likely path; the stop head stays at 0.5.
-        "predictor": {"temperature": 0.0},
-    },
-}
+PRESETS: dict[str, dict[str, Any]] = standard_presets(star={"training": {"max_steps": 10000}})
