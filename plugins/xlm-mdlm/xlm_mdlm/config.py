@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from xlm_core.plugins import STANDARD_PRESETS, FamilyConfig, PredictorSettings
+from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
 
 ScheduleName = Literal["log-linear", "cosine"]
 Sampler = Literal["ancestral", "confidence", "threshold"]
@@ -89,32 +89,5 @@ class MDLMSettings(PredictorSettings):
     )
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        # A 1M-parameter bidirectional model is stable at a high learning rate, which is
-        # what lets a CPU make progress on star-easy within minutes.
-        "training": {"lr": 1e-3, "batch_size": 64, "warmup_steps": 100, "weight_decay": 0.01},
-    },
-    "small": {
-        "model": dict(STANDARD_PRESETS["small"]["model"]),
-        # GPT-2-small-sized models train best near 3e-4 with stronger decay (MDLM uses 3e-4 too).
-        "training": {"lr": 3e-4, "batch_size": 64, "warmup_steps": 500, "weight_decay": 0.1},
-    },
-    # The star recipe (benchmarks/mdlm_samplers.py): the tiny model trained longer on
-    # star-easy, the same budget as the other families' star presets so results compare.
-    "star": {
-        "task": {"name": "star-easy"},
-        "model": dict(STANDARD_PRESETS["tiny"]["model"]),
-        "training": {
-            "max_steps": 6000,
-            "batch_size": 64,
-            "lr": 1e-3,
-            "warmup_steps": 200,
-            "weight_decay": 0.01,
-            "val_every": 1000,
-        },
-        # Exact match rewards the most likely path.
-        "predictor": {"temperature": 0.0},
-    },
-}
+#: tiny, small and the star recipe, shared with every family so that results compare.
+PRESETS: dict[str, dict[str, Any]] = standard_presets()
