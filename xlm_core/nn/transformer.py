@@ -187,11 +187,15 @@ class Transformer(nn.Module):
         causal: bool = False,
         time_conditioning: bool = False,
         tie_embeddings: bool = True,
+        learned_positions: int = 0,
     ):
         super().__init__()
         self.causal = causal
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
         self.embed = nn.Embedding(vocab_size, d_model)
+        # Rotary attention sees only relative offsets; an absolute embedding lets a token know,
+        # e.g., whether it sits at an even or odd slot of a flat list of pairs.
+        self.position_embed = nn.Embedding(learned_positions, d_model) if learned_positions else None
         self.time_embed = TimestepEmbedding(d_model) if time_conditioning else None
         cond_dim = d_model if time_conditioning else None
         self.blocks = nn.ModuleList(
@@ -219,6 +223,7 @@ class Transformer(nn.Module):
             causal=causal,
             time_conditioning=time_conditioning,
             tie_embeddings=config.tie_embeddings,
+            learned_positions=config.learned_positions,
         )
 
     @property
@@ -276,6 +281,8 @@ class Transformer(nn.Module):
             c = self.time_embed(cond)
         rope = rotary_tables(positions, self.inv_freq)
         x = self.embed(input_ids)
+        if self.position_embed is not None:
+            x = x + self.position_embed(positions.clamp(max=self.position_embed.num_embeddings - 1))
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
         if cache is not None:
