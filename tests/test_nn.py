@@ -16,8 +16,9 @@ def _causal(**kw) -> Transformer:
     return Transformer(40, d_model=32, n_layers=2, n_heads=4, causal=True, **kw).eval()
 
 
-def test_kv_cache_matches_full_pass_with_left_padding():
-    model = _causal()
+@pytest.mark.parametrize("learned_positions", [0, 16])
+def test_kv_cache_matches_full_pass_with_left_padding(learned_positions):
+    model = _causal(learned_positions=learned_positions)
     ids = torch.randint(5, 40, (3, 9))
     mask = torch.ones_like(ids, dtype=torch.bool)
     mask[1, :3] = False  # row 1 is left-padded
@@ -115,3 +116,15 @@ def test_confidence_kinds_rank_sharper_distributions_higher():
         assert score[0] > score[1], kind
     with pytest.raises(ValueError):
         sampling.confidence(probs, "nope")  # type: ignore[arg-type]
+
+
+def test_learned_positions_make_a_bidirectional_model_see_absolute_position():
+    torch.manual_seed(0)
+    rotary_only = Transformer(40, d_model=32, n_layers=1, n_heads=4).eval()
+    torch.manual_seed(0)
+    learned = Transformer(40, d_model=32, n_layers=1, n_heads=4, learned_positions=8).eval()
+    same = torch.full((1, 4), 7)  # identical tokens: only absolute position can tell them apart
+    assert torch.allclose(rotary_only(same)[0, 0], rotary_only(same)[0, 3], atol=1e-5)
+    assert not torch.allclose(learned(same)[0, 0], learned(same)[0, 3], atol=1e-3)
+    # positions past the table reuse its last row instead of failing
+    assert torch.isfinite(learned(torch.randint(5, 40, (1, 12)))).all()
