@@ -128,3 +128,21 @@ def test_learned_positions_make_a_bidirectional_model_see_absolute_position():
     assert not torch.allclose(learned(same)[0, 0], learned(same)[0, 3], atol=1e-3)
     # positions past the table reuse its last row instead of failing
     assert torch.isfinite(learned(torch.randint(5, 40, (1, 12)))).all()
+
+
+def test_window_layout_pads_prompts_left_and_targets_with_eos_then_pad():
+    from xlm_core.components import DataShape, Vocab
+    from xlm_core.nn.window import left_pad, prompt_width, target_window
+
+    vocab = Vocab(size=20, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
+    shape = DataShape(prompt_length=3, target_length=4)
+    prompts = [[7, 8], []]
+    width = prompt_width(prompts, shape)
+    assert width == 3 and prompt_width([[9] * 5], shape) == 5  # a longer prompt widens the budget
+    ids, real = left_pad(prompts, width, vocab.pad_id)
+    assert ids.tolist() == [[0, 7, 8], [0, 0, 0]]
+    assert real.tolist() == [[False, True, True], [False, False, False]]
+    window = target_window([[5, 6], [9, 9, 9, 9]], vocab, shape)
+    assert window.tolist() == [[5, 6, 3, 0, 0], [9, 9, 9, 9, 3]]
+    with pytest.raises(ValueError, match="target_length"):
+        target_window([[5] * 5], vocab, shape)

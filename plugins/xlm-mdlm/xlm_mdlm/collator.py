@@ -23,23 +23,9 @@ import torch
 from torch import Tensor
 
 from xlm_core.components import IGNORE_INDEX, Batch, DataShape, Example, Vocab
+from xlm_core.nn.window import left_pad, prompt_width, target_window
 from xlm_mdlm.config import MDLMConfig
 from xlm_mdlm.schedule import make_schedule
-
-
-def left_pad(prompts: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[Tensor, Tensor]:
-    """``(B, width)`` ids with each prompt right-aligned, and the bool mask of real tokens."""
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    real = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        if prompt:
-            ids[row, width - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
-            real[row, width - len(prompt) :] = True
-    return ids, real
-
-
-def prompt_width(prompts: Sequence[Sequence[int]], shape: DataShape) -> int:
-    return max([shape.prompt_length, *map(len, prompts)])
 
 
 def stratified_times(
@@ -64,17 +50,9 @@ class MDLMCollator:
         self, examples: Sequence[Example], generator: torch.Generator | None = None
     ) -> Batch:
         v, w = self.vocab, self.window
-        longest = max(len(ex.target_ids) for ex in examples)
-        if longest >= w:
-            raise ValueError(
-                f"a target has {longest} tokens but the task's target_length is {self.shape.target_length}"
-            )
         prompts = [ex.prompt_ids for ex in examples]
         prompt_ids, prompt_real = left_pad(prompts, prompt_width(prompts, self.shape), v.pad_id)
-        clean = torch.full((len(examples), w), v.pad_id, dtype=torch.long)
-        for row, ex in enumerate(examples):
-            clean[row, : len(ex.target_ids)] = torch.as_tensor(ex.target_ids, dtype=torch.long)
-            clean[row, len(ex.target_ids)] = v.eos_id
+        clean = target_window([ex.target_ids for ex in examples], v, self.shape)
 
         t = stratified_times(len(examples), self.eps, generator)
         u = torch.rand(len(examples), w, generator=generator, dtype=torch.float64)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn.sampling import confidence, make_generators, sample, uniform
-from xlm_mdlm.collator import left_pad, prompt_width
+from xlm_core.nn.window import left_pad, prompt_width
 from xlm_mdlm.config import MDLMConfig, MDLMSettings
 from xlm_mdlm.schedule import make_schedule
 

@@ -20,24 +20,8 @@ import torch
 from torch import Tensor
 
 from xlm_core.components import IGNORE_INDEX, Batch, DataShape, Example, Vocab
+from xlm_core.nn.window import left_pad, prompt_width, target_window
 from xlm_mlm.config import MLMConfig
-
-
-def left_pad(prompts: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[Tensor, Tensor]:
-    """``(B, width)`` ids with each prompt right-aligned, and the bool mask of real tokens."""
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    real = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        if prompt:
-            ids[row, width - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
-            real[row, width - len(prompt) :] = True
-    return ids, real
-
-
-def prompt_width(prompts: Sequence[Sequence[int]], shape: DataShape) -> int:
-    """The task's prompt budget, widened for a longer prompt. A fixed width keeps a row's
-    computation the same in any batch, which batch-size invariance relies on."""
-    return max([shape.prompt_length, *map(len, prompts)])
 
 
 class MLMCollator:
@@ -49,18 +33,10 @@ class MLMCollator:
     def __call__(
         self, examples: Sequence[Example], generator: torch.Generator | None = None
     ) -> Batch:
-        v, w = self.vocab, self.window
-        longest = max(len(ex.target_ids) for ex in examples)
-        if longest >= w:
-            raise ValueError(
-                f"a target has {longest} tokens but the task's target_length is {self.shape.target_length}"
-            )
+        v = self.vocab
         prompts = [ex.prompt_ids for ex in examples]
         prompt_ids, prompt_real = left_pad(prompts, prompt_width(prompts, self.shape), v.pad_id)
-        window = torch.full((len(examples), w), v.pad_id, dtype=torch.long)
-        for row, ex in enumerate(examples):
-            window[row, : len(ex.target_ids)] = torch.as_tensor(ex.target_ids, dtype=torch.long)
-            window[row, len(ex.target_ids)] = v.eos_id
+        window = target_window([ex.target_ids for ex in examples], v, self.shape)
 
         masked = self._mask(len(examples), generator)
         input_ids = torch.cat([prompt_ids, window.masked_fill(masked, v.mask_id)], dim=1)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn.sampling import confidence, make_generators, sample
-from xlm_mlm.collator import left_pad, prompt_width
+from xlm_core.nn.window import left_pad, prompt_width
 from xlm_mlm.config import MLMConfig, MLMSettings
 
 
