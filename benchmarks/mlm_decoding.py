@@ -24,18 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _star import measure, train_star
 
 import xlm_core
-from xlm_core.metrics import exact_match, token_matches
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "mlm_decoding.json"
@@ -60,56 +57,6 @@ def settings_grid(window: int) -> list[tuple[str, dict[str, Any]]]:
         for tau in (0.5, 0.7, 0.9)
     ]
     return [(label, {"temperature": 0.0, "confidence": "top_prob", **s}) for label, s in grid]
-
-
-def train(run_dir: Path, quick: bool) -> Path:
-    """The checkpoint of a finished star-recipe run in ``run_dir``, training it first when there is none."""
-    final = run_dir / "final"
-    if (final / "model.safetensors").is_file():
-        print(f"using the finished run in {run_dir}", file=sys.stderr)
-        return final
-    xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
-    command = [xlm, "train", "--plugin", "mlm", "--out", str(run_dir)]
-    if quick:
-        command += [
-            "--preset",
-            "tiny",
-            "--task",
-            "star-easy",
-            "--max-steps",
-            "20",
-            "--set",
-            "eval.val_predict_limit=8",
-        ]
-    else:
-        command += ["--preset", "star"]
-    print("$ " + " ".join(command), file=sys.stderr)
-    subprocess.run(command, check=True)
-    return final
-
-
-def measure(
-    pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int
-) -> dict[str, Any]:
-    """Decode ``examples`` once under ``overrides``; accuracy, nfe, steps and throughput."""
-    device = pipeline.device
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    results = pipeline.generate(num_samples=len(examples), seed=seed, **overrides)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    n = len(results)
-    targets = [list(e.target_ids) for e in examples]
-    return {
-        "seq_acc": sum(exact_match(r.ids, t) for r, t in zip(results, targets, strict=True)) / n,
-        "token_acc": sum(token_matches(r.ids, t) for r, t in zip(results, targets, strict=True))
-        / sum(map(len, targets)),
-        "nfe": sum(r.nfe for r in results) / n,
-        "steps": sum(r.steps for r in results) / n,
-        "samples_per_s": n / seconds,
-    }
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -168,7 +115,7 @@ def main() -> None:
         args.out, args.plot = scratch / "mlm_decoding.json", scratch / "mlm_accuracy_vs_nfe.png"
         if args.checkpoint is None:
             args.run_dir = scratch / "run"
-    checkpoint = args.checkpoint or train(args.run_dir, args.quick)
+    checkpoint = args.checkpoint or train_star("mlm", args.run_dir, args.quick)
 
     pipeline = xlm_core.load(checkpoint, device=args.device)
     examples = list(pipeline.task.examples("test")[: args.limit])
