@@ -82,4 +82,4 @@ class ILMSettings(PredictorSettings):
         return self
 
 
-PRESETS: dict[str, dict[str, Any]] = standard_presets(star={"training": {"max_steps": 10000}})
+PRESETS: dict[str, dict[str, Any]] = standard_presets()
