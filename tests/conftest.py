@@ -30,6 +30,16 @@ from xlm_core.plugins import (
 # 2-core machine makes them many times slower.
 torch.set_num_threads(1)
 
+_SWITCHES = ("XLM_STRICT_PLUGINS", "XLM_DISABLE_PLUGINS", "XLM_DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start from xlm's defaults whatever the caller exported (CI runs with XLM_STRICT_PLUGINS=1);
+    a test that wants a switch sets it itself."""
+    for name in _SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+
 API_VERSION = ".".join(xlm_core.PLUGIN_API_VERSION.split(".")[:2])
 REFERENCE_NAME = "kitref"  # the scaffolded family the kit and CLI tests use as a known-good plugin
 FAKES_MODULE = (
