@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=int, default=15, help="fresh processes per command (default 15)"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("XLM_")}
@@ -88,8 +89,8 @@ def main() -> None:
         f"({median / baseline:.1f}x a bare interpreter start)"
     )
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
             {
                 "benchmark": "cli_startup",
@@ -113,7 +114,7 @@ def main() -> None:
         + "\n"
     )
     print(
-        f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
+        f"wrote {args.out.relative_to(Path.cwd()) if args.out.is_relative_to(Path.cwd()) else args.out}"
     )
 
 
