@@ -69,6 +69,29 @@ class PredictorSettings(StrictModel):
     )
 
 
+ConfidenceKind = Literal["top_prob", "margin", "neg_entropy"]
+
+
+class ConfidenceSettings(PredictorSettings):
+    """Settings of confidence-ordered unmasking, for families that decode a masked window (MDLM, MLM, ...).
+
+    Confidence is read from the model's own distribution (temperature 1, unfiltered),
+    so ``threshold`` means the same thing at every sampling temperature.
+    """
+
+    k: int = Field(1, ge=1, description="confidence: positions unmasked per step.")
+    confidence: ConfidenceKind = Field(
+        "top_prob",
+        description="Score that ranks positions: top_prob (probability of the most likely token), "
+        "margin (top-1 minus top-2 probability) or neg_entropy (minus the entropy, always <= 0).",
+    )
+    threshold: float = Field(
+        0.9,
+        description="threshold: unmask positions whose confidence is above this value, on the scale of "
+        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
+    )
+
+
 #: Presets every family gets unless it overrides them. A preset is a partial run
 #: config (``task``, ``model``, ``training``, ``predictor`` sections) applied after
 #: the defaults and before ``--config`` and ``--set``. Sharing them keeps families

@@ -6,11 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
+from xlm_core.plugins import ConfidenceSettings, FamilyConfig, standard_presets
 
 ScheduleName = Literal["log-linear", "cosine"]
 Sampler = Literal["ancestral", "confidence", "threshold"]
-ConfidenceKind = Literal["top_prob", "margin", "neg_entropy"]
 
 
 class MDLMConfig(FamilyConfig):
@@ -45,7 +44,7 @@ class MDLMConfig(FamilyConfig):
     )
 
 
-class MDLMSettings(PredictorSettings):
+class MDLMSettings(ConfidenceSettings):
     """How an MDLM decodes (``--set predictor.<key>=...``).
 
     Every sampler starts from an all-MASK window and never revises a decided
@@ -69,17 +68,6 @@ class MDLMSettings(PredictorSettings):
         True,
         description="ancestral: reuse a row's last p(x0) when its input did not change in a step "
         "(identical samples, fewer forward passes). Ignored for time-conditioned models.",
-    )
-    k: int = Field(1, ge=1, description="confidence: positions unmasked per step.")
-    confidence: ConfidenceKind = Field(
-        "top_prob",
-        description="Score that ranks positions: top_prob (probability of the most likely token), "
-        "margin (top-1 minus top-2 probability) or neg_entropy (minus the entropy, always <= 0).",
-    )
-    threshold: float = Field(
-        0.9,
-        description="threshold: unmask positions whose confidence is above this value, on the scale of "
-        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
     )
     block_size: int | None = Field(
         None,

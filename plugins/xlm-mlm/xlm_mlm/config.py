@@ -6,10 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
+from xlm_core.plugins import ConfidenceSettings, FamilyConfig, standard_presets
 
 Strategy = Literal["mask_predict", "confidence", "threshold"]
-ConfidenceKind = Literal["top_prob", "margin", "neg_entropy"]
 
 
 class MLMConfig(FamilyConfig):
@@ -20,7 +19,7 @@ class MLMConfig(FamilyConfig):
     """
 
 
-class MLMSettings(PredictorSettings):
+class MLMSettings(ConfidenceSettings):
     """How an MLM decodes (``--set predictor.<key>=...``).
 
     Every strategy starts from an all-MASK window. Confidence is computed from the
@@ -42,17 +41,6 @@ class MLMSettings(PredictorSettings):
         ge=1,
         description="mask_predict: iterations T; 1 is one-shot argmax. Beyond the window length, iterations "
         "repeat a mask count and may re-mask the same tokens, which logit reuse makes free.",
-    )
-    k: int = Field(1, ge=1, description="confidence: positions unmasked per step.")
-    confidence: ConfidenceKind = Field(
-        "top_prob",
-        description="Score that ranks positions: top_prob (probability of the most likely token), "
-        "margin (top-1 minus top-2 probability) or neg_entropy (minus the entropy, always <= 0).",
-    )
-    threshold: float = Field(
-        0.9,
-        description="threshold: unmask positions whose confidence is above this value; on the scale of "
-        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
     )
     reuse_logits: bool = Field(
         True,
