@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,46 @@ from typing import Any
 import torch
 
 from xlm_core.metrics import exact_match, token_matches
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def star_arguments(plugin: str, description: str, results: Path) -> argparse.ArgumentParser:
+    """The options every decoding benchmark takes; a script adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help=f"a trained {plugin.upper()} checkpoint (default: train the star recipe)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=ROOT / "runs" / f"bench-{plugin}-star",
+        help="where the star recipe is trained",
+    )
+    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
+    )
+    parser.add_argument("--out", type=Path, default=results)
+    return parser
+
+
+def parse_star_args(parser: argparse.ArgumentParser, plugin: str) -> argparse.Namespace:
+    """Parse; under ``--quick`` everything goes to a fresh temp dir (``args.scratch``) so measured
+    results are never overwritten by a smoke run."""
+    args = parser.parse_args()
+    args.scratch = None
+    if args.quick:
+        args.scratch = Path(tempfile.mkdtemp(prefix=f"xlm-{plugin}-bench-"))
+        args.limit = min(args.limit, 32)
+        args.out = args.scratch / args.out.name
+        if args.checkpoint is None:
+            args.run_dir = args.scratch / "run"
+    return args
 
 
 def train_star(plugin: str, run_dir: Path, quick: bool) -> Path:
@@ -35,7 +77,9 @@ def train_star(plugin: str, run_dir: Path, quick: bool) -> Path:
     return final
 
 
-def measure(pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+def measure(
+    pipeline: Any, examples: list[Any], overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
     """Decode ``examples`` once under ``overrides``: accuracy, nfe, steps, lengths and throughput."""
     device = pipeline.device
     if device.type == "cuda":

@@ -22,22 +22,19 @@ writes its results there: a smoke run, not a measurement.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from _star import measure, train_star
+from _star import measure, parse_star_args, star_arguments, train_star
 
 import xlm_core
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "ilm_insertion.json"
-RUN_DIR = ROOT / "runs" / "bench-ilm-star"
 
 
 def settings_grid() -> list[tuple[str, dict[str, Any]]]:
@@ -50,28 +47,8 @@ def settings_grid() -> list[tuple[str, dict[str, Any]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--checkpoint", type=Path, help="a trained ILM checkpoint (default: train the star recipe)"
-    )
-    parser.add_argument(
-        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
-    )
-    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-
-    if args.quick:
-        scratch = Path(tempfile.mkdtemp(prefix="xlm-ilm-bench-"))
-        args.limit = min(args.limit, 32)
-        args.out = scratch / "ilm_insertion.json"
-        if args.checkpoint is None:
-            args.run_dir = scratch / "run"
+    parser = star_arguments("ilm", __doc__.split("\n\n")[0], RESULTS)
+    args = parse_star_args(parser, "ilm")
     checkpoint = args.checkpoint or train_star("ilm", args.run_dir, args.quick)
 
     pipeline = xlm_core.load(checkpoint, device=args.device)

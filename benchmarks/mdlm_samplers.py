@@ -26,23 +26,20 @@ writes its results there: a smoke run, not a measurement.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from _star import measure, train_star
+from _star import measure, parse_star_args, star_arguments, train_star
 
 import xlm_core
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "mdlm_samplers.json"
-RUN_DIR = ROOT / "runs" / "bench-mdlm-star"
 BASELINE = "ancestral T=L"
 GOAL_NFE_RATIO, GOAL_SPEEDUP = 3.0, 2.0
 
@@ -83,15 +80,7 @@ def verdict(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--checkpoint", type=Path, help="a trained MDLM checkpoint (default: train the star recipe)"
-    )
-    parser.add_argument(
-        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
-    )
-    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = star_arguments("mdlm", __doc__.split("\n\n")[0], RESULTS)
     parser.add_argument(
         "--batch-size", type=int, help="decoding batch size (default: the run's eval.batch_size)"
     )
@@ -100,19 +89,7 @@ def main() -> None:
         type=float,
         help="sampling temperature of every setting (default: the run's, 0 in the star recipe)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-
-    if args.quick:
-        scratch = Path(tempfile.mkdtemp(prefix="xlm-mdlm-bench-"))
-        args.limit = min(args.limit, 32)
-        args.out = scratch / "mdlm_samplers.json"
-        if args.checkpoint is None:
-            args.run_dir = scratch / "run"
+    args = parse_star_args(parser, "mdlm")
     checkpoint = args.checkpoint or train_star("mdlm", args.run_dir, args.quick)
 
     pipeline = xlm_core.load(checkpoint, device=args.device)

@@ -21,23 +21,20 @@ temporary directory and writes its results there: a smoke run, not a measurement
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from _star import measure, train_star
+from _star import measure, parse_star_args, star_arguments, train_star
 
 import xlm_core
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "mlm_decoding.json"
 PLOT = ROOT / "docs" / "images" / "mlm_accuracy_vs_nfe.png"
-RUN_DIR = ROOT / "runs" / "bench-mlm-star"
 STRATEGY_LABELS = {
     "mask_predict": "mask-predict (T)",
     "confidence": "confidence k=1",
@@ -92,29 +89,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--checkpoint", type=Path, help="a trained MLM checkpoint (default: train the star recipe)"
-    )
-    parser.add_argument(
-        "--run-dir", type=Path, default=RUN_DIR, help="where the star recipe is trained"
-    )
-    parser.add_argument("--limit", type=int, default=1000, help="test examples decoded per setting")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quick", action="store_true", help="20 training steps, 32 examples, results to a temp dir"
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = star_arguments("mlm", __doc__.split("\n\n")[0], RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
-    args = parser.parse_args()
-
-    if args.quick:
-        scratch = Path(tempfile.mkdtemp(prefix="xlm-mlm-bench-"))
-        args.limit = min(args.limit, 32)
-        args.out, args.plot = scratch / "mlm_decoding.json", scratch / "mlm_accuracy_vs_nfe.png"
-        if args.checkpoint is None:
-            args.run_dir = scratch / "run"
+    args = parse_star_args(parser, "mlm")
+    if args.scratch is not None:
+        args.plot = args.scratch / args.plot.name
     checkpoint = args.checkpoint or train_star("mlm", args.run_dir, args.quick)
 
     pipeline = xlm_core.load(checkpoint, device=args.device)
