@@ -1,8 +1,11 @@
-"""What the decoding benchmarks share: a star-recipe checkpoint, and one timed, scored decoding pass."""
+"""What the decoding benchmarks share: a star-recipe checkpoint, timed and scored decoding passes over a
+grid of settings, and the JSON report around them."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from typing import Any
 
 import torch
 
+import xlm_core
 from xlm_core.metrics import exact_match, token_matches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +105,53 @@ def measure(
         "short_rate": sum(len(r.ids) < len(t) for r, t in pairs) / n,
         "samples_per_s": n / seconds,
     }
+
+
+def load_test(checkpoint: Path, args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The checkpoint's pipeline on ``args.device`` and its first ``args.limit`` test examples."""
+    pipeline = xlm_core.load(checkpoint, device=args.device)
+    return pipeline, list(pipeline.task.examples("test")[: args.limit])
+
+
+def measure_grid(
+    pipeline: Any, examples: list[Any], grid: list[tuple[str, dict[str, Any]]], seed: int
+) -> list[dict[str, Any]]:
+    """Warm up once (kernels, allocator), then decode ``examples`` under every ``(label, overrides)``
+    of ``grid``: one row each, in grid order."""
+    pipeline.generate(num_samples=min(8, len(examples)), seed=seed)
+    rows = []
+    for label, overrides in grid:
+        row = {"label": label, "settings": overrides}
+        row.update(measure(pipeline, examples, overrides, seed))
+        rows.append(row)
+        print(f"{label:>24}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+    return rows
+
+
+def write_report(
+    name: str,
+    checkpoint: Path,
+    args: argparse.Namespace,
+    pipeline: Any,
+    n_examples: int,
+    rows: list[dict[str, Any]],
+    **fields: Any,
+) -> dict[str, Any]:
+    """Write the benchmark's JSON to ``args.out``: where and how it ran, its own ``fields``, the rows."""
+    report = {
+        "benchmark": name,
+        "checkpoint": str(checkpoint),
+        "task": pipeline.run_config.task.name,
+        "n_examples": n_examples,
+        **fields,
+        "batch_size": pipeline.run_config.eval.batch_size,
+        "device": str(pipeline.device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "quick": args.quick,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report

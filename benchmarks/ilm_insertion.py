@@ -22,19 +22,11 @@ writes its results there: a smoke run, not a measurement.
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
-from pathlib import Path
 from typing import Any
 
-import torch
-from _star import measure, parse_star_args, star_arguments, train_star
+import _star
 
-import xlm_core
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "ilm_insertion.json"
+RESULTS = _star.ROOT / "benchmarks" / "results" / "ilm_insertion.json"
 
 
 def settings_grid() -> list[tuple[str, dict[str, Any]]]:
@@ -47,24 +39,12 @@ def settings_grid() -> list[tuple[str, dict[str, Any]]]:
 
 
 def main() -> None:
-    parser = star_arguments("ilm", __doc__.split("\n\n")[0], RESULTS)
-    args = parse_star_args(parser, "ilm")
-    checkpoint = args.checkpoint or train_star("ilm", args.run_dir, args.quick)
+    parser = _star.star_arguments("ilm", __doc__.split("\n\n")[0], RESULTS)
+    args = _star.parse_star_args(parser, "ilm")
+    checkpoint = args.checkpoint or _star.train_star("ilm", args.run_dir, args.quick)
 
-    pipeline = xlm_core.load(checkpoint, device=args.device)
-    examples = list(pipeline.task.examples("test")[: args.limit])
-    # warm-up: kernels, allocator
-    pipeline.generate(num_samples=min(8, len(examples)), seed=args.seed)
-
-    rows = []
-    for label, overrides in settings_grid():
-        row = {
-            "label": label,
-            "settings": overrides,
-            **measure(pipeline, examples, overrides, args.seed),
-        }
-        rows.append(row)
-        print(f"{label:>24}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+    pipeline, examples = _star.load_test(checkpoint, args)
+    rows = _star.measure_grid(pipeline, examples, settings_grid(), args.seed)
     reference = rows[0]
     for row in rows:
         row["nfe_ratio"] = row["nfe"] / reference["nfe"]
@@ -72,21 +52,15 @@ def main() -> None:
 
     task = pipeline.run_config.task.name
     data_mean_length = sum(len(e.target_ids) for e in examples) / len(examples)
-    report = {
-        "benchmark": "ilm_insertion",
-        "checkpoint": str(checkpoint),
-        "task": task,
-        "n_examples": len(examples),
-        "data_mean_length": data_mean_length,
-        "batch_size": pipeline.run_config.eval.batch_size,
-        "device": str(pipeline.device),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "quick": args.quick,
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    _star.write_report(
+        "ilm_insertion",
+        checkpoint,
+        args,
+        pipeline,
+        len(examples),
+        rows,
+        data_mean_length=data_mean_length,
+    )
 
     print(
         f"\nILM insertion on {task} ({len(examples)} test examples, greedy, {pipeline.device.type}; "

@@ -26,20 +26,12 @@ writes its results there: a smoke run, not a measurement.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
-from pathlib import Path
 from typing import Any
 
-import torch
-from _star import measure, parse_star_args, star_arguments, train_star
+import _star
 
-import xlm_core
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "mdlm_samplers.json"
+RESULTS = _star.ROOT / "benchmarks" / "results" / "mdlm_samplers.json"
 BASELINE = "ancestral T=L"
 GOAL_NFE_RATIO, GOAL_SPEEDUP = 3.0, 2.0
 
@@ -80,7 +72,7 @@ def verdict(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = star_arguments("mdlm", __doc__.split("\n\n")[0], RESULTS)
+    parser = _star.star_arguments("mdlm", __doc__.split("\n\n")[0], RESULTS)
     parser.add_argument(
         "--batch-size", type=int, help="decoding batch size (default: the run's eval.batch_size)"
     )
@@ -89,45 +81,29 @@ def main() -> None:
         type=float,
         help="sampling temperature of every setting (default: the run's, 0 in the star recipe)",
     )
-    args = parse_star_args(parser, "mdlm")
-    checkpoint = args.checkpoint or train_star("mdlm", args.run_dir, args.quick)
+    args = _star.parse_star_args(parser, "mdlm")
+    checkpoint = args.checkpoint or _star.train_star("mdlm", args.run_dir, args.quick)
 
-    pipeline = xlm_core.load(checkpoint, device=args.device)
+    pipeline, examples = _star.load_test(checkpoint, args)
     if args.batch_size:
         pipeline.run_config.eval.batch_size = args.batch_size
-    examples = list(pipeline.task.examples("test")[: args.limit])
     common = {} if args.temperature is None else {"temperature": args.temperature}
-    # warm-up: kernels, allocator
-    pipeline.generate(num_samples=min(8, len(examples)), seed=args.seed)
-
-    rows = []
-    for label, overrides in settings_grid():
-        settings = {**overrides, **common}
-        row = {"label": label, "settings": settings}
-        row.update(measure(pipeline, examples, settings, args.seed))
-        rows.append(row)
-        print(f"{label:>24}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+    grid = [(label, {**overrides, **common}) for label, overrides in settings_grid()]
+    rows = _star.measure_grid(pipeline, examples, grid, args.seed)
     summary = verdict(rows, len(examples))
 
     task = pipeline.run_config.task.name
-    report = {
-        "benchmark": "mdlm_samplers",
-        "checkpoint": str(checkpoint),
-        "task": task,
-        "target_length": pipeline.shape.target_length,
-        "n_examples": len(examples),
-        "batch_size": pipeline.run_config.eval.batch_size,
-        "temperature": pipeline.settings(**common).temperature,
-        "device": str(pipeline.device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "quick": args.quick,
+    report = _star.write_report(
+        "mdlm_samplers",
+        checkpoint,
+        args,
+        pipeline,
+        len(examples),
+        rows,
+        target_length=pipeline.shape.target_length,
+        temperature=pipeline.settings(**common).temperature,
         **summary,
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    )
 
     print(
         f"\nMDLM samplers on {task} ({len(examples)} test examples, L = {pipeline.shape.target_length}, "

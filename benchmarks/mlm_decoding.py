@@ -21,20 +21,13 @@ temporary directory and writes its results there: a smoke run, not a measurement
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from _star import measure, parse_star_args, star_arguments, train_star
+import _star
 
-import xlm_core
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "mlm_decoding.json"
-PLOT = ROOT / "docs" / "images" / "mlm_accuracy_vs_nfe.png"
+RESULTS = _star.ROOT / "benchmarks" / "results" / "mlm_decoding.json"
+PLOT = _star.ROOT / "docs" / "images" / "mlm_accuracy_vs_nfe.png"
 STRATEGY_LABELS = {
     "mask_predict": "mask-predict (T)",
     "confidence": "confidence k=1",
@@ -89,43 +82,23 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = star_arguments("mlm", __doc__.split("\n\n")[0], RESULTS)
+    parser = _star.star_arguments("mlm", __doc__.split("\n\n")[0], RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
-    args = parse_star_args(parser, "mlm")
+    args = _star.parse_star_args(parser, "mlm")
     if args.scratch is not None:
         args.plot = args.scratch / args.plot.name
-    checkpoint = args.checkpoint or train_star("mlm", args.run_dir, args.quick)
+    checkpoint = args.checkpoint or _star.train_star("mlm", args.run_dir, args.quick)
 
-    pipeline = xlm_core.load(checkpoint, device=args.device)
-    examples = list(pipeline.task.examples("test")[: args.limit])
+    pipeline, examples = _star.load_test(checkpoint, args)
     window = pipeline.shape.target_length + 1
-    pipeline.generate(
-        num_samples=min(8, len(examples)), seed=args.seed
-    )  # warm-up: kernels, allocator
-
-    rows = []
-    for label, overrides in settings_grid(window):
-        row = {"label": label, "strategy": overrides["strategy"], "settings": overrides}
-        row.update(measure(pipeline, examples, overrides, args.seed))
-        rows.append(row)
-        print(f"{label:>20}: seq_acc {row['seq_acc']:.3f}  nfe {row['nfe']:.2f}", file=sys.stderr)
+    rows = _star.measure_grid(pipeline, examples, settings_grid(window), args.seed)
+    for row in rows:
+        row["strategy"] = row["settings"]["strategy"]
 
     task = pipeline.run_config.task.name
-    report = {
-        "benchmark": "mlm_decoding",
-        "checkpoint": str(checkpoint),
-        "task": task,
-        "window": window,
-        "n_examples": len(examples),
-        "batch_size": pipeline.run_config.eval.batch_size,
-        "device": str(pipeline.device),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "quick": args.quick,
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    _star.write_report(
+        "mlm_decoding", checkpoint, args, pipeline, len(examples), rows, window=window
+    )
     plot(
         rows,
         args.plot,

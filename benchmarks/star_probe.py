@@ -29,11 +29,11 @@ import sys
 from pathlib import Path
 
 import torch
+from _star import ROOT
 
 import xlm_core
 from xlm_core.nn.window import left_pad, prompt_width, target_window
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "star_probe.json"
 PATTERNS: dict[str, list[int]] = {
     **{f"one hidden: {c}": [c] for c in range(8)},
