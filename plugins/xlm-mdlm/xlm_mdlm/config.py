@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from xlm_core.plugins import ConfidenceSettings, FamilyConfig, standard_presets
 
 ScheduleName = Literal["log-linear", "cosine"]
+Estimator = Literal["time", "count"]
 Sampler = Literal["ancestral", "confidence", "threshold"]
 
 
@@ -37,11 +38,27 @@ class MDLMConfig(FamilyConfig):
         description="Feed the noise level t to the network through adaLN. Off by default: the paper finds it "
         "unnecessary, and without it a sampler may reuse p(x0) for a row whose input did not change.",
     )
+    nelbo_estimator: Estimator = Field(
+        "time",
+        description="How a training example is corrupted. time: draw t (stratified), mask each window "
+        "position with probability 1 - alpha_t, weight -alpha'_t / (1 - alpha_t). count: draw the number "
+        "of masks m (stratified over 1..W), mask m positions, weight W / m: the same NELBO with t "
+        "integrated out, and bounded weights (needs time_conditioning off).",
+    )
     eval_nll_samples: int = Field(
         8,
         ge=1,
-        description="Noise levels t drawn per example (stratified) when estimating the NELBO at evaluation.",
+        description="Corruptions drawn per example (stratified) when estimating the NELBO at evaluation.",
     )
+
+    @model_validator(mode="after")
+    def _count_needs_a_time_free_model(self) -> MDLMConfig:
+        if self.nelbo_estimator == "count" and self.time_conditioning:
+            raise ValueError(
+                "nelbo_estimator 'count' integrates t out, so the model must not see t: "
+                "set time_conditioning to false or use nelbo_estimator 'time'"
+            )
+        return self
 
 
 class MDLMSettings(ConfidenceSettings):

@@ -1,14 +1,15 @@
 """The continuous-time NELBO of masked diffusion (Sahoo et al. 2024, eq. 10), per target token.
 
-For one example with window x0 and time t (drawn in [eps, 1] by the collator):
+For one example with window x0, corrupted by the collator into z:
 
-    NELBO estimate = sum over masked positions l of  -log p(x0_l | z_t) * (-alpha'_t / (1 - alpha_t))
+    NELBO estimate = sum over masked positions l of  -log p(x0_l | z) * weight
 
-(the weight is 1/t for the log-linear schedule). With SUBS every unmasked
-position has log p = 0 on its token, so the sum may run over the whole window
-and the unmasked terms are exactly zero. The estimate is unbiased for
-(1 / (1 - eps)) * integral_eps^1 of the weighted expected loss, the NELBO up to
-O(eps) terms (docs/families/mdlm.md).
+where ``weight`` (``batch.extras["weight"]``) comes from the collator's
+estimator: -alpha'_t / (1 - alpha_t) for a drawn time t (1/t for the log-linear
+schedule), or W / m for a drawn number of masks m (see collator.py). With SUBS
+every unmasked position has log p = 0 on its token, so the sum may run over the
+whole window and the unmasked terms are exactly zero. Either estimate is
+unbiased for the NELBO up to O(eps) terms (docs/families/mdlm.md).
 
 Normalisation: ``nll_sum`` covers every window position, PAD fill included
 (the window is a one-to-one encoding of the sequence, so this is a bound on
@@ -27,7 +28,6 @@ from torch import nn
 
 from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
 from xlm_mdlm.config import MDLMConfig
-from xlm_mdlm.schedule import make_schedule
 
 
 def window_length(batch: Batch) -> int:
@@ -40,16 +40,14 @@ class MDLMLoss:
 
     def __init__(self, config: MDLMConfig, vocab: Vocab):
         self.vocab = vocab
-        self.schedule = make_schedule(config.schedule, config.eps)
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
         w = window_length(batch)
-        t = batch.extras["t"]
-        log_probs = model(batch.input_ids, batch.attention_mask, t, window=w).logits
+        log_probs = model(batch.input_ids, batch.attention_mask, batch.extras["t"], window=w).logits
         clean = batch.targets[:, -w:]
         # exactly 0 at unmasked positions: SUBS puts log-prob 0 on the token they carry
         token_nll = -log_probs.gather(-1, clean.unsqueeze(-1)).squeeze(-1)
-        weight = self.schedule.loss_weight(t.double()).to(token_nll.dtype)
+        weight = batch.extras["weight"].to(token_nll.dtype)  # the collator's estimator decides it
         nll_sum = (token_nll * weight[:, None]).sum()
         n_tokens = (clean != self.vocab.pad_id).sum()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
-from xlm_mdlm.collator import stratified_times
+from xlm_mdlm.collator import MDLMCollator, stratified_times
 from xlm_mdlm.schedule import make_schedule
 
 from xlm_core.components import IGNORE_INDEX, Example
@@ -65,3 +66,32 @@ def test_entry_module_does_not_import_torch():
     code = "import sys, xlm_mdlm.plugin as p; p.xlm_family(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_time_estimator_weight_is_the_schedule_weight(collator, config, examples):
+    batch = collator(examples, torch.Generator().manual_seed(0))
+    schedule = make_schedule(config.schedule, config.eps)
+    expected = schedule.loss_weight(batch.extras["t"].double()).float()
+    assert torch.allclose(batch.extras["weight"], expected, rtol=1e-4)
+
+
+def test_count_estimator_masks_exactly_m_positions(make_config, vocab, shape):
+    config = make_config(nelbo_estimator="count")
+    collator = MDLMCollator(config, vocab, shape)
+    w = shape.target_length + 1
+    batch = collator([Example((5,), (6, 7))] * 60, torch.Generator().manual_seed(0))
+    counts = (batch.input_ids[:, -w:] == vocab.mask_id).sum(1)
+    # stratified over 1..W: every count appears equally often (60 rows, W = 6)
+    assert sorted(counts.tolist()) == sorted(list(range(1, w + 1)) * (60 // w))
+    assert torch.allclose(batch.extras["weight"], w / counts.float())
+    # which positions is uniform: every window position gets masked about equally often
+    many = collator([Example((5,), (6, 7))] * 6000, torch.Generator().manual_seed(1))
+    share = (many.input_ids[:, -w:] == vocab.mask_id).double().mean(0)
+    assert torch.allclose(
+        share, torch.full((w,), (w + 1) / (2 * w), dtype=torch.float64), atol=0.02
+    )
+
+
+def test_count_estimator_refuses_a_time_conditioned_model(make_config):
+    with pytest.raises(ValueError, match="time_conditioning"):
+        make_config(nelbo_estimator="count", time_conditioning=True)

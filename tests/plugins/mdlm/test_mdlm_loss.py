@@ -50,7 +50,8 @@ def test_loss_on_a_hand_built_batch(schedule, make_config, make_model):
     attention_mask = torch.tensor([[True] * 6, [False] + [True] * 5])
     targets = torch.tensor([[IGNORE_INDEX] * 2 + w for w in clean])
     times = [0.5, 0.25]
-    batch = Batch(input_ids, attention_mask, targets, {"t": torch.tensor(times)})
+    weights = torch.tensor([_weight(schedule, t) for t in times])
+    batch = Batch(input_ids, attention_mask, targets, {"t": torch.tensor(times), "weight": weights})
 
     out = MDLMLoss(config, VOCAB)(model, batch)
 
@@ -104,15 +105,9 @@ def test_loss_is_finite_and_trains(model, collator, loss, examples):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def _exact_expectation(model, config, prompt, clean, per_token):
-    """E over t ~ U[eps, 1] and the masks of the estimator, by enumerating every mask pattern of the
-    window and integrating over t with Gauss-Legendre quadrature (exact for these smooth integrands).
-
-    ``per_token(t, k)`` is what one masked position's -log p is multiplied by when k positions are masked.
-    """
-    from xlm_mdlm.schedule import make_schedule
-
-    schedule = make_schedule(config.schedule, config.eps)
+def _pattern_nlls(model, prompt, clean):
+    """``(k, s)`` for every mask pattern of the window: its number of masks and the summed -log p
+    of its masked positions under the model."""
     w = len(clean)
     patterns = list(itertools.product([False, True], repeat=w))
     inputs = torch.tensor(
@@ -124,17 +119,48 @@ def _exact_expectation(model, config, prompt, clean, per_token):
     nll = -torch.log_softmax(raw, -1).gather(
         -1, torch.tensor(clean).expand(len(patterns), w)[..., None]
     )[..., 0]
+    return [
+        (sum(pat), float(row[torch.tensor(pat)].sum()))
+        for pat, row in zip(patterns, nll, strict=True)
+    ]
+
+
+def _exact_expectation(model, config, prompt, clean, per_token):
+    """E over t ~ U[eps, 1] and the masks of the time estimator, by enumerating every mask pattern of
+    the window and integrating over t with Gauss-Legendre quadrature (exact for these smooth integrands).
+
+    ``per_token(t, k)`` is what one masked position's -log p is multiplied by when k positions are masked.
+    """
+    from xlm_mdlm.schedule import make_schedule
+
+    schedule = make_schedule(config.schedule, config.eps)
+    w = len(clean)
     nodes, weights = np.polynomial.legendre.leggauss(200)
     t = torch.tensor(config.eps + (1 - config.eps) * (nodes + 1) / 2, dtype=torch.float64)
     dt = torch.tensor(weights * (1 - config.eps) / 2, dtype=torch.float64)
     r = schedule.mask_rate(t)
     total = torch.zeros_like(t)
-    for pat, row in zip(patterns, nll, strict=True):
-        k = sum(pat)
+    for k, s in _pattern_nlls(model, prompt, clean):
         if k:
-            s = float(row[torch.tensor(pat)].sum())
             total += r**k * (1 - r) ** (w - k) * s * per_token(t, k, schedule)
     return float((total * dt).sum()) / (1 - config.eps)
+
+
+def _exact_nelbo_eps0(model, prompt, clean):
+    """The NELBO of a model that does not see t, at eps -> 0: sum over patterns of s / (k * C(W, k))."""
+    w = len(clean)
+    return sum(s / (k * math.comb(w, k)) for k, s in _pattern_nlls(model, prompt, clean) if k)
+
+
+def _batch_means(collator, loss, model, example, batches=16):
+    """NELBO estimates per token of i.i.d. batches (each batch is stratified on its own)."""
+    generator = torch.Generator().manual_seed(0)
+    means = []
+    with torch.no_grad():
+        for _ in range(batches):
+            out = loss(model, collator([example] * 250, generator))
+            means.append(out.nll_sum.item() / int(out.n_tokens))
+    return np.array(means)
 
 
 @pytest.mark.parametrize("schedule", ["log-linear", "cosine"])
@@ -156,14 +182,33 @@ def test_nelbo_estimator_is_unbiased_across_t(schedule, make_config, make_model)
         model, config, prompt, clean, lambda t, k, s: torch.full_like(t, 1.0 / k)
     )
 
-    generator = torch.Generator().manual_seed(0)
-    batch_means = []
-    with torch.no_grad():
-        for _ in range(16):  # each batch is stratified on its own; batch means are i.i.d.
-            batch = collator([Example(tuple(prompt), tuple(target))] * 250, generator)
-            out = loss(model, batch)
-            batch_means.append(out.nll_sum.item() / int(out.n_tokens))
-    estimate = float(np.mean(batch_means))
-    stderr = float(np.std(batch_means, ddof=1) / math.sqrt(len(batch_means)))
+    means = _batch_means(collator, loss, model, Example(tuple(prompt), tuple(target)))
+    estimate = float(means.mean())
+    stderr = float(means.std(ddof=1) / math.sqrt(len(means)))
     assert abs(estimate - nelbo) < 4 * stderr, (estimate, nelbo, stderr)
     assert abs(masked_mean / n_tokens - nelbo) > 10 * stderr  # the test can tell the two apart
+    # the closed form at eps -> 0 is the same objective, up to O(eps)
+    assert _exact_nelbo_eps0(model, prompt, clean) / n_tokens == pytest.approx(nelbo, rel=1e-2)
+
+
+@pytest.mark.parametrize("schedule", ["log-linear", "cosine"])
+def test_count_estimator_is_unbiased_and_steadier(schedule, make_config, make_model):
+    shape = DataShape(prompt_length=2, target_length=3)
+    prompt, target = [5, 6], [7, 8]
+    clean = target + [VOCAB.eos_id, VOCAB.pad_id]
+    n_tokens = len(target) + 1
+    example = Example(tuple(prompt), tuple(target))
+    spreads = {}
+    for estimator in ("count", "time"):
+        config = make_config(
+            d_model=16, n_layers=1, n_heads=2, schedule=schedule, nelbo_estimator=estimator
+        )
+        model = make_model(config, seed=3)
+        collator, loss = MDLMCollator(config, VOCAB, shape), MDLMLoss(config, VOCAB)
+        means = _batch_means(collator, loss, model, example)
+        spreads[estimator] = float(means.std(ddof=1))
+        if estimator == "count":  # exact at eps -> 0 for any schedule: t is integrated out
+            nelbo = _exact_nelbo_eps0(model, prompt, clean) / n_tokens
+            stderr = spreads["count"] / math.sqrt(len(means))
+            assert abs(float(means.mean()) - nelbo) < 4 * stderr, (means.mean(), nelbo, stderr)
+    assert spreads["count"] < spreads["time"] / 2, spreads
