@@ -71,7 +71,9 @@ def test_time_conditioning_starts_as_identity_and_requires_cond():
     model = Transformer(40, d_model=32, n_layers=1, n_heads=4, time_conditioning=True).eval()
     ids = torch.randint(5, 40, (2, 5))
     # adaLN is zero-initialised: every noise level gives the same output before training
-    assert torch.allclose(model(ids, cond=torch.tensor([0.1, 0.9])), model(ids, cond=torch.tensor([0.5, 0.5])))
+    assert torch.allclose(
+        model(ids, cond=torch.tensor([0.1, 0.9])), model(ids, cond=torch.tensor([0.5, 0.5]))
+    )
     with pytest.raises(ValueError, match="time-conditioned"):
         model(ids)
 
@@ -146,3 +148,20 @@ def test_window_layout_pads_prompts_left_and_targets_with_eos_then_pad():
     assert window.tolist() == [[5, 6, 3, 0, 0], [9, 9, 9, 9, 3]]
     with pytest.raises(ValueError, match="target_length"):
         target_window([[5] * 5], vocab, shape)
+
+
+def test_token_shift_lets_a_position_read_its_neighbours_before_attention():
+    torch.manual_seed(0)
+    shifted = Transformer(40, d_model=32, n_layers=1, n_heads=4, token_shift=True).eval()
+    torch.manual_seed(0)
+    plain = Transformer(40, d_model=32, n_layers=1, n_heads=4).eval()
+    for model in (shifted, plain):
+        model.blocks = torch.nn.ModuleList()  # no attention: what each position's input holds
+    a = torch.tensor([[5, 6, 7, 8, 9]])
+    b = a.clone()
+    b[0, 2] = 20
+    changed = lambda m: (m(a) - m(b)).abs().amax(-1)[0] > 1e-6  # noqa: E731
+    assert changed(plain).tolist() == [False, False, True, False, False]
+    assert changed(shifted).tolist() == [False, True, True, True, False]
+    with pytest.raises(ValueError, match="bidirectional"):
+        Transformer(40, d_model=32, n_layers=1, n_heads=4, causal=True, token_shift=True)

@@ -44,6 +44,12 @@ class FamilyConfig(StrictModel):
         "rotary attention (0: rotary only). Helps tasks whose meaning depends on absolute position, "
         "such as the star tasks' flat edge lists.",
     )
+    token_shift: bool = Field(
+        False,
+        description="Add each token's left and right neighbours' embeddings (through a learned map) to "
+        "its input, so a position knows its neighbours' tokens before any attention "
+        "(bidirectional families only).",
+    )
     eval_nll_samples: int = Field(
         1,
         ge=1,

@@ -12,6 +12,14 @@ from xlm_core.plugins import FamilyConfig, PredictorSettings, standard_presets
 class ARLMConfig(FamilyConfig):
     """The shared backbone fields are all ARLM needs: next-token prediction has no corruption to configure."""
 
+    @model_validator(mode="after")
+    def _no_token_shift(self) -> ARLMConfig:
+        if self.token_shift:
+            raise ValueError(
+                "token_shift reads the next token, which a left-to-right model must not see"
+            )
+        return self
+
 
 class ARLMSettings(PredictorSettings):
     """Left-to-right sampling settings.
