@@ -71,9 +71,7 @@ def test_time_conditioning_starts_as_identity_and_requires_cond():
     model = Transformer(40, d_model=32, n_layers=1, n_heads=4, time_conditioning=True).eval()
     ids = torch.randint(5, 40, (2, 5))
     # adaLN is zero-initialised: every noise level gives the same output before training
-    assert torch.allclose(
-        model(ids, cond=torch.tensor([0.1, 0.9])), model(ids, cond=torch.tensor([0.5, 0.5]))
-    )
+    assert torch.allclose(model(ids, cond=torch.tensor([0.1, 0.9])), model(ids, cond=torch.tensor([0.5, 0.5])))
     with pytest.raises(ValueError, match="time-conditioned"):
         model(ids)
 

@@ -120,12 +120,8 @@ class Block(nn.Module):
         cache: KVCache | None,
         layer: int,
     ) -> Tensor:
-        if (
-            self.ada is None or cond is None
-        ):  # unconditioned: no modulation ops on the decoding path
-            x = x + self.dropout(
-                self._attend(self.norm1(x), rope, attn_mask, is_causal, cache, layer)
-            )
+        if self.ada is None or cond is None:  # unconditioned: no modulation ops on the decoding path
+            x = x + self.dropout(self._attend(self.norm1(x), rope, attn_mask, is_causal, cache, layer))
             return x + self.dropout(self.mlp(self.norm2(x)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
@@ -143,9 +139,7 @@ class Block(nn.Module):
         layer: int,
     ) -> Tensor:
         b, length, d = h.shape
-        q, k, v = (
-            self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        )
+        q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is not None:
             start = cache.length
@@ -154,9 +148,7 @@ class Block(nn.Module):
             k = cache.k[layer, :, :, : start + length]
             v = cache.v[layer, :, :, : start + length]
         p = self.dropout.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
         return self.proj(out.transpose(1, 2).reshape(b, length, d))
 
 
@@ -200,19 +192,15 @@ class Transformer(nn.Module):
     ):
         super().__init__()
         if token_shift and causal:
-            raise ValueError(
-                "token_shift mixes in the next token: it needs a bidirectional transformer"
-            )
+            raise ValueError("token_shift mixes in the next token: it needs a bidirectional transformer")
         self.causal = causal
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
         self.embed = nn.Embedding(vocab_size, d_model)
         # Rotary attention sees only relative offsets; an absolute embedding lets a token know,
         # e.g., whether it sits at an even or odd slot of a flat list of pairs.
-        self.position_embed = (
-            nn.Embedding(learned_positions, d_model) if learned_positions else None
-        )
+        self.position_embed = nn.Embedding(learned_positions, d_model) if learned_positions else None
         # Token shift: each position also reads its left and right neighbours' embeddings through
-        # learned maps, so a position knows its neighbours' tokens before any attention. A masked
+        # a learned map, so a position knows its neighbours' tokens before any attention. A masked
         # slot can then look its neighbour up in one attention layer instead of first fetching it.
         self.shift = nn.Linear(2 * d_model, d_model, bias=False) if token_shift else None
         self.time_embed = TimestepEmbedding(d_model) if time_conditioning else None
@@ -225,21 +213,14 @@ class Transformer(nn.Module):
         # Not persistent: derived from the shape, so checkpoints hold learned weights only.
         self.register_buffer("inv_freq", rotary_frequencies(d_model // n_heads), persistent=False)
         self.apply(_init_weights)
-        if (
-            self.shift is not None
-        ):  # keep the neighbours' share of the input as large as the token's
+        if self.shift is not None:  # the neighbours' share of the input starts as large as the token's
             nn.init.normal_(self.shift.weight, std=(2 * d_model) ** -0.5)
         if tie_embeddings:
             self.head.weight = self.embed.weight
 
     @classmethod
     def from_config(
-        cls,
-        config: FamilyConfig,
-        vocab_size: int,
-        *,
-        causal: bool = False,
-        time_conditioning: bool = False,
+        cls, config: FamilyConfig, vocab_size: int, *, causal: bool = False, time_conditioning: bool = False
     ) -> Transformer:
         return cls(
             vocab_size,
@@ -264,13 +245,7 @@ class Transformer(nn.Module):
         if torch.is_autocast_enabled(torch.device(device).type):
             dtype = torch.get_autocast_dtype(torch.device(device).type)
         return KVCache(
-            self.n_layers,
-            batch_size,
-            self.n_heads,
-            self.head_dim,
-            max_length,
-            device=device,
-            dtype=dtype,
+            self.n_layers, batch_size, self.n_heads, self.head_dim, max_length, device=device, dtype=dtype
         )
 
     def forward(
@@ -303,11 +278,7 @@ class Transformer(nn.Module):
                 cache.dense = cache.dense and bool(attention_mask.all())
         if positions is None:
             if self.causal and attention_mask is not None:
-                base = (
-                    cache.key_mask[:, : cache.length].sum(1, keepdim=True)
-                    if cache is not None
-                    else 0
-                )
+                base = cache.key_mask[:, : cache.length].sum(1, keepdim=True) if cache is not None else 0
                 positions = (base + attention_mask.long().cumsum(1) - 1).clamp(min=0)
             else:
                 offset = cache.length if cache is not None else 0
@@ -316,9 +287,7 @@ class Transformer(nn.Module):
         c = None
         if self.time_embed is not None:
             if cond is None:
-                raise ValueError(
-                    "this transformer is time-conditioned: pass cond=(B,) noise levels"
-                )
+                raise ValueError("this transformer is time-conditioned: pass cond=(B,) noise levels")
             c = self.time_embed(cond)
         rope = rotary_tables(positions, self.inv_freq)
         x = self.embed(input_ids)
@@ -338,11 +307,7 @@ class Transformer(nn.Module):
         return self.head(hidden)
 
     def _mask(
-        self,
-        attention_mask: Tensor | None,
-        length: int,
-        cache: KVCache | None,
-        device: torch.device,
+        self, attention_mask: Tensor | None, length: int, cache: KVCache | None, device: torch.device
     ) -> tuple[Tensor | None, bool]:
         if cache is None and attention_mask is None:
             return None, self.causal
