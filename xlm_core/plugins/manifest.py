@@ -125,7 +125,8 @@ STANDARD_PRESETS: dict[str, dict[str, Any]] = {
     # cannot tell the source slot of an edge from its destination slot in the flat edge list,
     # and stalls), trained ~30 minutes on an idle 2-core CPU (36,000 steps: the lookup is
     # learned around step 9k-12k and the rest of the schedule takes ILM from ~95% to >99.9%),
-    # decoded greedily (exact match rewards the most likely path). The same budget for every family.
+    # decoded greedily (exact match rewards the most likely path). The same recipe for every family;
+    # MDLM adds a token shift and stops at 12,000 steps (xlm_mdlm/config.py says why).
     "star": {
         "task": {"name": "star-easy"},
         "model": {"d_model": 64, "n_layers": 4, "n_heads": 4, "learned_positions": 64},
