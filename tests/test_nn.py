@@ -66,6 +66,22 @@ def test_bidirectional_padding_is_hidden_and_finite():
     assert torch.allclose(out[0, :5], alone[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("token_shift", [False, True])
+def test_padding_on_either_side_changes_no_real_token_of_a_bidirectional_model(token_shift):
+    torch.manual_seed(0)
+    model = Transformer(
+        40, d_model=32, n_layers=2, n_heads=4, learned_positions=16, token_shift=token_shift
+    ).eval()
+    ids = torch.randint(5, 40, (1, 5))
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    real, hidden = torch.ones(1, 5, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.bool)
+    alone = model(ids)
+    left = model(torch.cat([pad, ids], dim=1), torch.cat([hidden, real], dim=1))[:, 3:]
+    right = model(torch.cat([ids, pad], dim=1), torch.cat([real, hidden], dim=1))[:, :5]
+    assert torch.allclose(left, alone, atol=1e-5)
+    assert torch.allclose(right, alone, atol=1e-5)
+
+
 def test_time_conditioning_starts_as_identity_and_requires_cond():
     torch.manual_seed(0)
     model = Transformer(40, d_model=32, n_layers=1, n_heads=4, time_conditioning=True).eval()

@@ -71,8 +71,9 @@ def test_precision_resolution():
 
 def test_nll_pools_tokens_not_batch_means():
     totals = Totals()
-    totals.add_loss(2, loss=1.0, n_tokens=10, nll_sum=10.0, metrics={"masked_ce": 1.0})
-    totals.add_loss(1, loss=4.0, n_tokens=2, nll_sum=8.0, metrics={"masked_ce": 4.0})
+    # per-example losses: each batch weighs its size
+    totals.add_loss(2, 1.0, n_tokens=10, nll_sum=10.0, metrics={"masked_ce": 1.0}, loss_weight=2)
+    totals.add_loss(1, 4.0, n_tokens=2, nll_sum=8.0, metrics={"masked_ce": 4.0}, loss_weight=1)
     summary = totals.summary("bound")
     assert summary["nll"] == pytest.approx(18.0 / 12)  # a mean of batch means would say 2.5
     assert summary["ppl"] == pytest.approx(math.exp(1.5))

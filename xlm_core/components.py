@@ -114,12 +114,22 @@ class LossOutput:
     the same target tokens (content + EOS) in every family so numbers compare;
     ``nll_sum`` is None when the family has no likelihood (``"none"``). ``metrics``
     are scalars averaged over batches and logged under their names.
+
+    ``loss_weight`` is the count ``loss`` is a mean over (target tokens, masked
+    positions, ...). Evaluation reports sum(loss · loss_weight) / sum(loss_weight)
+    over a split, so the number does not depend on how the split is batched; None
+    means the batch size (``loss`` is a mean over examples).
     """
 
     loss: Tensor
     n_tokens: Tensor
     nll_sum: Tensor | None = None
     metrics: dict[str, Tensor] = attrs.field(factory=dict)
+    loss_weight: Tensor | None = None
+
+    def eval_weight(self, batch_size: int) -> Tensor | int:
+        """This batch's weight in a split's mean loss: ``loss_weight``, else ``batch_size``."""
+        return batch_size if self.loss_weight is None else self.loss_weight
 
 
 @attrs.define(slots=True)

@@ -49,7 +49,8 @@ class Totals:
 
     examples: int = 0  # examples scored by the loss (times the number of corruption draws)
     tokens: int = 0  # target tokens scored by the loss (likewise)
-    loss_sum: float = 0.0  # batch loss times batch size
+    loss_sum: float = 0.0  # batch loss times its weight (LossOutput.loss_weight)
+    loss_weight: float = 0.0
     nll_sum: float = 0.0
     nll_tokens: int = 0
     metric_sums: dict[str, float] = attrs.field(factory=dict)
@@ -70,10 +71,13 @@ class Totals:
         n_tokens: int,
         nll_sum: float | None,
         metrics: dict[str, float],
+        *,
+        loss_weight: float,
     ) -> None:
         self.examples += batch_size
         self.tokens += n_tokens
-        self.loss_sum += loss * batch_size
+        self.loss_sum += loss * loss_weight
+        self.loss_weight += loss_weight
         if nll_sum is not None:
             self.nll_sum += nll_sum
             self.nll_tokens += n_tokens
@@ -102,7 +106,7 @@ class Totals:
         nll = _ratio(self.nll_sum, self.nll_tokens) if nll_kind != "none" else None
         out.update(nll=nll, nll_kind=nll_kind, ppl=perplexity(nll))
         if self.examples:
-            out["loss"] = self.loss_sum / self.examples
+            out["loss"] = _ratio(self.loss_sum, self.loss_weight)
             out.update(
                 {name: value / self.examples for name, value in sorted(self.metric_sums.items())}
             )

@@ -249,7 +249,12 @@ class Pipeline:
                     nll_sum = None if out.nll_sum is None else float(out.nll_sum)
                     metrics = {k: float(v) for k, v in out.metrics.items()}
                     totals.add_loss(
-                        len(chunk), float(out.loss), int(out.n_tokens), nll_sum, metrics
+                        len(chunk),
+                        float(out.loss),
+                        int(out.n_tokens),
+                        nll_sum,
+                        metrics,
+                        loss_weight=float(out.eval_weight(len(chunk))),
                     )
                     bar.update(len(chunk))
 

@@ -142,8 +142,10 @@ class XLMModule(L.LightningModule):
             return
         out = self.loss_fn(self.model, batch)
         sums, size = self._val_sums, batch.size
+        weight = torch.as_tensor(out.eval_weight(size), device=self.device).double()
         sums["examples"] += size
-        sums["loss"] += out.loss.detach().double() * size
+        sums["loss"] += out.loss.detach().double() * weight
+        sums["loss_weight"] += weight
         sums["n_tokens"] += out.n_tokens.double()
         if out.nll_sum is not None:
             sums["nll_sum"] += out.nll_sum.detach().double()
@@ -183,7 +185,9 @@ class XLMModule(L.LightningModule):
             )
             sums = dict(zip(names, totals.tolist(), strict=True))
             examples = sums.pop("examples")
-            logged["val/loss"] = sums.pop("loss") / examples
+            loss, weight = sums.pop("loss"), sums.pop("loss_weight")
+            if weight:
+                logged["val/loss"] = loss / weight
             n_tokens, nll_sum = sums.pop("n_tokens"), sums.pop("nll_sum", None)
             if self.nll_kind != "none" and nll_sum is not None and n_tokens:
                 logged["val/nll"] = nll_sum / n_tokens

@@ -259,10 +259,11 @@ class Transformer(nn.Module):
     ) -> Tensor:
         """Hidden states for ``input_ids`` ``(B, L)``.
 
-        ``attention_mask`` (bool ``(B, L)``, True = real token) hides padding keys;
-        pass None when there is none so attention takes its fastest path.
-        ``positions`` default to ``0..L-1`` (causal: the running count of real tokens,
-        so left padding does not shift positions). ``cond`` ``(B,)`` is a noise level
+        ``attention_mask`` (bool ``(B, L)``, True = real token) hides padding from real
+        tokens: from attention, from the token shift and from positions; pass None when
+        there is none so attention takes its fastest path. ``positions`` default to the
+        running count of real tokens (``0..L-1`` without a mask), so padding anywhere in
+        a row shifts no real token's position. ``cond`` ``(B,)`` is a noise level
         for time-conditioned models. With ``cache`` (causal only) the new tokens attend
         to everything cached before them and are appended to it.
         """
@@ -277,7 +278,7 @@ class Transformer(nn.Module):
                 cache.key_mask[:, cache.length : cache.length + length] = attention_mask
                 cache.dense = cache.dense and bool(attention_mask.all())
         if positions is None:
-            if self.causal and attention_mask is not None:
+            if attention_mask is not None:
                 base = cache.key_mask[:, : cache.length].sum(1, keepdim=True) if cache is not None else 0
                 positions = (base + attention_mask.long().cumsum(1) - 1).clamp(min=0)
             else:
@@ -292,8 +293,10 @@ class Transformer(nn.Module):
         rope = rotary_tables(positions, self.inv_freq)
         x = self.embed(input_ids)
         if self.shift is not None:
-            left = F.pad(x[:, :-1], (0, 0, 1, 0))  # zeros beyond either end of the row
-            right = F.pad(x[:, 1:], (0, 0, 0, 1))
+            # a padding neighbour reads as zero, like the space beyond either end of the row
+            seen = x if attention_mask is None else x.masked_fill(~attention_mask[..., None], 0.0)
+            left = F.pad(seen[:, :-1], (0, 0, 1, 0))
+            right = F.pad(seen[:, 1:], (0, 0, 0, 1))
             x = x + self.shift(torch.cat([left, right], dim=-1))
         if self.position_embed is not None:
             x = x + self.position_embed(positions.clamp(max=self.position_embed.num_embeddings - 1))

@@ -34,4 +34,6 @@ class ARLMLoss:
         )
         n_tokens = (batch.targets != IGNORE_INDEX).sum()
         loss = nll_sum / n_tokens.clamp_min(1)
-        return LossOutput(loss=loss, n_tokens=n_tokens, nll_sum=nll_sum.detach())
+        return LossOutput(
+            loss=loss, n_tokens=n_tokens, nll_sum=nll_sum.detach(), loss_weight=n_tokens
+        )

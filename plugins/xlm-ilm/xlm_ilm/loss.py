@@ -14,7 +14,8 @@ because packed text holds it between documents (see :func:`banned_tokens`).
 A row with ``n = 0`` has no insertion target and contributes only to the stop
 loss, a binary cross-entropy on the CLS head against ``1[n = 0]`` with the
 positive class weighted by ``stop_pos_weight``. The optimiser sees
-``mean(insertion_ce) + stop_loss_weight * stop_bce``, reported as ``ilm_loss``.
+``mean(insertion_ce) + stop_loss_weight * stop_bce``, reported as ``ilm_loss``:
+a mean over examples, so ``loss_weight`` stays None (the batch size).
 
 There is no per-token likelihood to report (``nll_kind = "none"``):
 ``n_tokens`` still counts every target token plus EOS, as in every family.

@@ -58,4 +58,5 @@ class MDLMLoss:
             n_tokens=n_tokens,
             nll_sum=nll_sum.detach(),
             metrics={"masked_ce": masked_ce},
+            loss_weight=n_tokens,
         )

@@ -33,4 +33,5 @@ class MLMLoss:
             n_tokens=batch.extras["target_tokens"].sum(),
             nll_sum=None,
             metrics={"masked_ce": masked_ce.detach()},
+            loss_weight=masked.sum(),
         )

@@ -15,9 +15,10 @@ layout of :mod:`xlm_mlm.collator`) and fills it step by step:
 The state (windows, confidences, last logits) lives here, never in the model.
 Two things skip work without changing any token: a row whose window did not
 change since its last forward pass reuses those logits (``reuse_logits``), and a
-row leaves the batch once its output is fixed (mask-predict: after T
-iterations; the others: when every position before its first EOS/PAD is decided,
-as nothing decided is ever revised).
+row leaves the batch once its output is fixed (mask-predict: after the first
+iteration that masks nothing again, the T-th or, for T > L, an earlier one; the
+others: when every position before its first EOS/PAD is decided, as nothing
+decided is ever revised).
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ class MLMPredictor:
 
     def step_budget(self, settings: Any) -> int:
         settings = MLMSettings.model_validate(settings)
-        return (
-            settings.iterations
-            if settings.strategy == "mask_predict"
-            else self.window_length(settings)
+        length = self.window_length(settings)
+        if settings.strategy != "mask_predict":
+            return length
+        return next(
+            step
+            for step in range(1, settings.iterations + 1)
+            if remask_count(length, settings.iterations, step) == 0
         )
 
     @torch.inference_mode()
@@ -72,6 +76,15 @@ class MLMPredictor:
             )
         finally:
             model.train(was_training)
+
+
+def remask_count(length: int, iterations: int, step: int) -> int:
+    """Mask-predict: how many of the ``length`` positions iteration ``step`` masks again.
+
+    Zero at the last iteration, and earlier when ``iterations > length``: nothing is
+    masked after that iteration, so it is the last that can change the window.
+    """
+    return length * (iterations - step) // iterations
 
 
 class _Decoding:
@@ -167,11 +180,12 @@ class _Decoding:
             window = torch.where(masked, tokens, window)
             kept = torch.where(masked, scores, self.confidence[active])
             self.confidence[active] = kept
-            n_remask = self.length * (s.iterations - step) // s.iterations
+            n_remask = remask_count(self.length, s.iterations, step)
             if n_remask:
                 least = torch.sort(kept, dim=1, stable=True).indices[:, :n_remask]
                 window = window.scatter(1, least, self.vocab.mask_id)
-            return window, torch.full_like(masked[:, 0], step >= s.iterations)
+            # with nothing masked again, a further iteration would predict no position
+            return window, torch.full_like(masked[:, 0], n_remask == 0)
 
         scores = scores.masked_fill(~masked, float("-inf"))
         if s.strategy == "confidence":

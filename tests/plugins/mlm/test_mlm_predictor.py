@@ -162,7 +162,8 @@ def test_rows_whose_input_did_not_change_reuse_their_logits(model, vocab, shape,
     rows_forwarded = guess.forwarded
     fresh = decode(guess, vocab, shape, prompts, reuse_logits=False, **settings)
     assert torch.equal(reused.ids, fresh.ids)
-    assert fresh.nfe.tolist() == [3 * window] * len(prompts)
+    # the count reaches 0 at iteration 3L - 2: the last two iterations would predict nothing
+    assert fresh.nfe.tolist() == [3 * window - 2] * len(prompts)
     assert (reused.nfe < fresh.nfe).all()
     assert rows_forwarded == reused.nfe.sum(), "nfe counts the rows the model really saw"
 
@@ -171,6 +172,32 @@ def test_rows_whose_input_did_not_change_reuse_their_logits(model, vocab, shape,
         a = decode(model, vocab, shape, prompts, reuse_logits=True, temperature=1.0, **strategy)
         b = decode(model, vocab, shape, prompts, reuse_logits=False, temperature=1.0, **strategy)
         assert torch.equal(a.ids, b.ids) and (a.nfe <= b.nfe).all()
+
+
+class MaskCounter(nn.Module):
+    """Wraps a model and records how many MASK each row it runs on holds."""
+
+    def __init__(self, inner: nn.Module, mask_id: int):
+        super().__init__()
+        self.inner, self.mask_id, self.masks_seen = inner, mask_id, []
+
+    def forward(self, input_ids, attention_mask=None):
+        self.masks_seen += (input_ids == self.mask_id).sum(dim=1).tolist()
+        return self.inner(input_ids, attention_mask)
+
+
+@pytest.mark.parametrize("extra", [1, 5])
+def test_mask_predict_stops_once_nothing_is_masked(model, vocab, shape, prompts, extra):
+    # T = L + 1, as the default 10 iterations on star-easy's 9-position window
+    window = shape.target_length + 1
+    counter = MaskCounter(model, vocab.mask_id)
+    settings = {"strategy": "mask_predict", "iterations": window + extra, "reuse_logits": False}
+    pred = decode(counter, vocab, shape, prompts, record_steps=True, **settings)
+    assert 0 not in counter.masks_seen, "no forward pass on a window with nothing to predict"
+    budget = MLMPredictor(MLMConfig(), vocab, shape).step_budget(MLMSettings(**settings))
+    assert pred.nfe.tolist() == pred.steps.tolist() == [budget] * len(prompts)
+    assert budget < window + extra
+    assert all(len(states) == budget for states in pred.history)
 
 
 def test_threshold_extremes_match_the_other_strategies(model, vocab, shape, prompts):
