@@ -15,7 +15,6 @@ from xlm_core.checkpoint import (
     FORMAT_VERSION,
     RUN_FILE,
     WEIGHTS_FILE,
-    check_out_dir,
     find_checkpoint,
     make_meta,
     read_meta,
@@ -27,6 +26,7 @@ from xlm_core.data.tasks import build_task
 from xlm_core.errors import XLMUserError
 from xlm_core.pipeline import task_info
 from xlm_core.plugins import get_registry
+from xlm_core.rundir import check_out_dir
 
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "eval.batch_size=4"]
 
@@ -194,7 +194,7 @@ def test_out_dir_rules(tmp_path, checkpoint):
     check_out_dir(tmp_path / "empty", overwrite=False)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(XLMUserError, match="exists and is not empty"):
+    with pytest.raises(XLMUserError, match="not part of an xlm run"):
         check_out_dir(tmp_path / "busy", overwrite=False)
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / RUN_FILE).write_text("{}")

@@ -106,7 +106,7 @@ def test_show_json(reference_family, cli):
     fields = {f["field"]: f for f in shown["config"]["fields"]}
     assert fields["d_ff"] == {
         "field": "d_ff",
-        "type": "int | None",
+        "type": "int | None >0",
         "default": None,
         "description": "Hidden size of the MLP; default 4 * d_model.",
     }

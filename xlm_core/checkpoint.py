@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import xlm_core
 from xlm_core.errors import PluginError, XLMUserError
+from xlm_core.files import give_user_mode, staging_dir, temp_sibling
 from xlm_core.plugins.manifest import parse_version
 
 FORMAT_VERSION = 1
@@ -34,8 +32,6 @@ FINAL_DIR = "final"
 LIGHTNING_DIR = "lightning"
 LAST_CKPT = "last.ckpt"
 LOGS_DIR = "logs"
-#: Set while a run trains, so that processes Lightning launches for other devices join the same directory.
-RUN_DIR_ENV = "XLM_RUN_DIR"
 
 
 # -- weights ----------------------------------------------------------------------------------
@@ -48,20 +44,41 @@ def save_weights(model, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / WEIGHTS_FILE
-    tmp = target.with_name(target.name + ".tmp")
-    save_model(model, str(tmp))  # handles tied weights (shared storage) by saving one copy
-    os.replace(tmp, target)
+    tmp = temp_sibling(target)
+    try:
+        save_model(model, str(tmp))  # handles tied weights (shared storage) by saving one copy
+        give_user_mode(tmp)  # safetensors creates its files private (0600)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target
 
 
 def load_weights(model, directory: str | os.PathLike, *, device: str = "cpu") -> None:
-    """Load ``directory/model.safetensors`` into ``model``; a missing or corrupt file is a user error."""
-    from safetensors import SafetensorError
+    """Load ``directory/model.safetensors`` into ``model``.
+
+    A missing or corrupt file, or tensors whose shapes the config does not build,
+    is a user error naming the file (and the first mismatching tensor).
+    """
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise XLMUserError(f"checkpoint {Path(directory)} has no {WEIGHTS_FILE}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as file:
+            shapes = {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise XLMUserError(f"{path} is corrupt or truncated ({reason})") from None
+    for name, tensor in model.state_dict().items():
+        if name in shapes and shapes[name] != tuple(tensor.shape):
+            raise XLMUserError(
+                f"{path}: tensor {name!r} has shape {shapes[name]} but the checkpoint's config "
+                f"builds {tuple(tensor.shape)}; config.json and the weights do not belong together"
+            )
     try:
         missing, unexpected = load_model(model, str(path), strict=False, device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -107,30 +124,11 @@ def write_checkpoint(
     is replaced only once the new one is complete.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with staging_dir(directory) as tmp:
         save_weights(model, tmp)
         tokenizer.save(tmp)
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -218,60 +216,3 @@ def load_run_config(meta: dict[str, Any], family, origin: str | os.PathLike):
     return validate_run_config(
         run_config_class(family), meta["run_config"], f"{origin}: run_config"
     )
-
-
-# -- run directories --------------------------------------------------------------------------
-
-
-def is_main_process() -> bool:
-    """Whether this is the first process of a (possibly distributed) run, as launchers announce it.
-
-    Read from the environment (torchrun, Lightning's launcher, SLURM) so that the
-    CLI can decide before torch is imported which process checks and prepares the
-    run directory: any non-zero rank, local rank or node rank is a helper process.
-    """
-    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(key, "0").strip()
-        if value.isdigit() and int(value) != 0:
-            return False
-    return True
-
-
-def default_run_dir(plugin: str, task: str, root: str | os.PathLike = "runs") -> Path:
-    return Path(root) / f"{plugin}-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def step_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / f"step-{step}"
-
-
-def check_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Refuse to train into a directory that already holds a run, unless ``overwrite`` is given.
-
-    Only checks: nothing is deleted here, so a mistake found later leaves the old run intact.
-    """
-    if out.exists() and not out.is_dir():
-        raise XLMUserError(f"--out {out} is a file, not a directory")
-    if overwrite or not out.exists() or not any(out.iterdir()):
-        return
-    if (out / FINAL_DIR / CONFIG_FILE).exists():
-        raise XLMUserError(
-            f"--out {out} already holds a finished run; pass --overwrite to replace it"
-        )
-    if (out / RUN_FILE).exists():
-        raise XLMUserError(
-            f"--out {out} holds an unfinished run; continue it with `xlm train --resume {out}` or pass --overwrite"
-        )
-    raise XLMUserError(
-        f"--out {out} exists and is not empty; choose a new directory or pass --overwrite"
-    )
-
-
-def clear_run_dir(out: Path) -> None:
-    """Empty ``out`` for ``--overwrite``: called only once the new run has passed every check."""
-    if out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()

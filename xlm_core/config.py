@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 from pydantic.fields import FieldInfo
@@ -64,7 +64,9 @@ class TrainingConfig(StrictModel):
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Cosine floor as a fraction of lr.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay on matrices (not norms, biases, embeddings).")
-    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        (0.9, 0.98), description="AdamW betas, each in [0, 1)."
+    )
     grad_clip: float | None = Field(1.0, gt=0.0, description="Gradient norm clip; null disables.")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto: bf16 autocast where the device supports it, else fp32."
@@ -159,6 +161,37 @@ def resolve_run_config(
 def override_run_config(config: RunConfig, sets: Sequence[str]) -> RunConfig:
     """``config`` with ``--set`` overrides applied and validated (used when resuming a run)."""
     return _apply_sets(type(config), config.dump(), sets)
+
+
+#: What ``xlm train --resume DIR --set KEY=VALUE`` may change: how much longer and how to train
+#: (steps, minutes, learning-rate schedule, optimiser settings, hardware, checkpointing) and how
+#: to evaluate and sample. Everything else is the run's identity: the model, the task (and with
+#: it the tokenizer), the seed and whether an EMA is kept. Changing those would continue a
+#: different run from this one's weights and state; start a new run instead.
+RESUMABLE_SECTIONS = ("training", "eval", "predictor")
+FIXED_ON_RESUME = ("training.seed", "training.ema")
+
+
+def resume_change_refused(saved: RunConfig, resumed: RunConfig) -> str | None:
+    """The first key that differs between a run's saved config and its resumed one and may not, or None."""
+    before, after = _flatten(saved.dump()), _flatten(resumed.dump())
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key):
+            continue
+        section = key.split(".", 1)[0]
+        if section not in RESUMABLE_SECTIONS or key in FIXED_ON_RESUME:
+            return key
+    return None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def parse_section_sets(sets: Sequence[str], section: type[BaseModel], name: str) -> dict[str, Any]:
@@ -377,10 +410,20 @@ def _parse_value(raw: str, field: FieldInfo) -> Any:
         if typing.get_origin(annotation) in (typing.Union, types.UnionType)
         else {annotation}
     )
-    # A task name like "123" or a path like "yes" must stay a string where only a string is valid.
-    if str in accepts and accepts <= {str, type(None)} and value is not None:
+    # A task name like "123", a path like "yes" or a precision like "32" must stay a string
+    # where only strings are valid.
+    textual = [t for t in accepts if t is not type(None)]
+    if textual and all(_is_text_type(t) for t in textual) and value is not None:
         return raw
     return value
+
+
+def _is_text_type(annotation: Any) -> bool:
+    """``str``, or a Literal of strings only."""
+    if annotation is str:
+        return True
+    args = typing.get_args(annotation)
+    return typing.get_origin(annotation) is Literal and all(isinstance(a, str) for a in args)
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> None:

@@ -21,3 +21,16 @@ class StrictPluginError(Exception):
     """Raised under ``XLM_STRICT_PLUGINS=1`` when any plugin failed to load (exit code 1)."""
 
     exit_code = 1
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal (Ctrl-C, SIGTERM) after saving a resumable state.
+
+    The CLI prints the message (which says how to resume) and exits with 128 + the
+    signal number, as a shell reports a process ended by that signal.
+    """
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message or f"stopped by signal {signum}")
+        self.signum = signum
+        self.exit_code = 128 + int(signum)

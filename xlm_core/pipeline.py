@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import torch
 
+from xlm_core.budget import check_sample_count, rows_per_chunk
 from xlm_core.checkpoint import (
     find_checkpoint,
     load_run_config,
@@ -127,9 +128,14 @@ class Pipeline:
         Sample ``j`` of the returned list is seeded with ``(seed, j)``.
         """
         settings = self.settings(**settings_overrides)
+        per_prompt = 1 if num_samples is None else num_samples
+        self._chunk_size(settings, [])  # an impossible length is refused before anything else
+        check_sample_count(
+            per_prompt * len(prompts) if prompts is not None else (num_samples or 4),
+            self._new_tokens(settings),
+        )
         references: list[str | None]
         if prompts is not None:
-            per_prompt = 1 if num_samples is None else num_samples
             texts = [p for p in prompts for _ in range(per_prompt)]
             prompt_ids = [self.tokenizer.encode(p) for p in texts]
             references = [None] * len(texts)
@@ -267,8 +273,9 @@ class Pipeline:
         record_steps: bool = False,
         progress: bool = False,
     ) -> Iterator[tuple[list[int], int, int, list[list[int]] | None]]:
-        """(ids, steps, nfe, history) per prompt, decoded in batches of ``eval.batch_size``."""
-        size = self.run_config.eval.batch_size
+        """(ids, steps, nfe, history) per prompt, decoded in batches of ``eval.batch_size``
+        (fewer when a batch would not fit in memory: samples do not depend on the batch)."""
+        size = self._chunk_size(settings, prompts)
         with torch.no_grad(), self._autocast(), _bar(len(prompts), "sampling", progress) as bar:
             for start in range(0, len(prompts), size):
                 chunk = slice(start, start + size)
@@ -285,6 +292,20 @@ class Pipeline:
                     history = prediction.history[b] if prediction.history is not None else None
                     yield ids, int(steps[b]), int(nfe[b]), history
                 bar.update(len(sequences))
+
+    def _new_tokens(self, settings: Any) -> int:
+        return settings.max_new_tokens or self.shape.target_length
+
+    def _chunk_size(self, settings: Any, prompts: Sequence[Sequence[int]]) -> int:
+        """Rows per ``predict`` call: ``eval.batch_size``, fewer if memory says so (refuses if not one fits)."""
+        return rows_per_chunk(
+            self.run_config.model,
+            self.vocab.size,
+            prompt_length=max([self.shape.prompt_length, *map(len, prompts)]),
+            new_tokens=self._new_tokens(settings),
+            batch_size=self.run_config.eval.batch_size,
+            device=self.device,
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on a GPU that has it, when the run trained in bf16 (or chose automatically)."""

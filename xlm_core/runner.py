@@ -9,8 +9,10 @@ on the main process, evaluated on the test split.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,125 +24,17 @@ import attrs
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import (
-    Callback,
-    EMAWeightAveraging,
-    LearningRateMonitor,
-    TQDMProgressBar,
-)
-from torch import nn
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from xlm_core.checkpoint import (
-    FINAL_DIR,
-    LAST_CKPT,
-    LIGHTNING_DIR,
-    LOGS_DIR,
-    RUN_DIR_ENV,
-    RUN_FILE,
-    clear_run_dir,
-    is_main_process,
-    make_meta,
-    step_dir,
-    write_checkpoint,
-    write_json_atomic,
-)
+from xlm_core.callbacks import EMA, FiniteLossGuard, GracefulStop, RunWriter
+from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, LOGS_DIR, RUN_FILE, make_meta
 from xlm_core.data.datamodule import XLMDataModule
-from xlm_core.data.tokenizers import TOKENIZER_FILE
-from xlm_core.errors import XLMUserError
+from xlm_core.errors import TrainingInterrupted, XLMUserError
+from xlm_core.files import write_json_atomic
+from xlm_core.resume_state import RunStateIO
+from xlm_core.rundir import RUN_DIR_ENV, RunDirectory, check_out_dir, is_main_process
 from xlm_core.training import XLMModule, log_interval, resolve_precision
-
-# -- checkpoints during training --------------------------------------------------------------
-
-
-class EMA(EMAWeightAveraging):
-    """Lightning's EMA callback; the average replaces the weights only when the runner says so.
-
-    Lightning copies the average into the model in ``on_train_end``, before the
-    last ``.ckpt`` could record the raw weights a resumed run must continue from;
-    the runner calls :meth:`apply_average` after that checkpoint instead.
-    """
-
-    def averaged_model(self) -> nn.Module | None:
-        average = self._average_model
-        return None if average is None else average.module.model
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pass
-
-    def apply_average(self, pl_module: L.LightningModule) -> None:
-        if self._average_model is not None:
-            self._copy_average_to_current(pl_module)
-
-
-class RunWriter(Callback):
-    """Writes ``step-<N>/`` checkpoints, and ``lightning/last.ckpt`` periodically and at the end."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        tokenizer: Any,
-        meta: dict[str, Any],
-        *,
-        ckpt_every: int | None,
-        save_every: int,
-        ema: EMA | None,
-    ):
-        self.run_dir, self.tokenizer, self.meta = run_dir, tokenizer, meta
-        self.ckpt_every, self.save_every, self.ema = ckpt_every, save_every, ema
-        self._saved_step: int | None = None
-
-    @property
-    def last_ckpt(self) -> Path:
-        return self.run_dir / LIGHTNING_DIR / LAST_CKPT
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: XLMModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if self.ckpt_every and step % self.ckpt_every == 0:
-            averaged = self.ema.averaged_model() if self.ema is not None else None
-            self.export(trainer, pl_module, step_dir(self.run_dir, step), averaged)
-        if step % self.save_every == 0:
-            self.save_state(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: XLMModule) -> None:
-        # Training may end between saves: at max_steps or at the max_minutes limit.
-        if self._saved_step != trainer.global_step:
-            self.save_state(trainer)
-
-    def save_state(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.last_ckpt, weights_only=False)
-        self._saved_step = trainer.global_step
-
-    def export(
-        self,
-        trainer: L.Trainer,
-        pl_module: XLMModule,
-        directory: Path,
-        model: nn.Module | None = None,
-    ) -> None:
-        """Write a checkpoint of ``model`` (default: the module's model). Every rank calls this."""
-        model = model if model is not None else _full_model(trainer, pl_module)
-        if trainer.is_global_zero:
-            meta = {**self.meta, "step": trainer.global_step}
-            write_checkpoint(directory, model=model, tokenizer=self.tokenizer, meta=meta)
-        trainer.strategy.barrier("xlm-export")
-
-
-def _full_model(trainer: L.Trainer, pl_module: XLMModule) -> nn.Module:
-    """The family model with all its weights on this rank: gathered into a CPU copy when sharded."""
-    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-
-    if not isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy):
-        return pl_module.model
-    state = trainer.strategy.lightning_module_state_dict()  # collective: every rank takes part
-    copy = pl_module.model_class(pl_module.run_config.model, pl_module.vocab)
-    if trainer.is_global_zero:
-        copy.load_state_dict(
-            {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        )
-    return copy
-
 
 # -- a whole run ------------------------------------------------------------------------------
 
@@ -172,11 +66,18 @@ def train(
 ) -> TrainResult:
     """Train ``run_config`` into ``run_dir``, write ``final/``, then evaluate on the test split.
 
+    Nothing is written until everything that can be checked before training has
+    passed; the run directory is then locked for this process, and an old run
+    replaced with ``overwrite`` is kept until the new run has saved its first
+    state (:class:`xlm_core.rundir.RunDirectory`). Ctrl-C and SIGTERM save a
+    resumable state and raise :class:`TrainingInterrupted`.
+
     The end-of-run evaluation decodes ``eval.limit`` test examples, or
     ``eval.val_predict_limit`` when no limit is set, so the default run stays bounded.
     ``callbacks`` are added to the Trainer's (benchmarks time steps with one).
     """
     from xlm_core.data.tasks import build_task
+    from xlm_core.data.tokenizers import TOKENIZER_FILE
     from xlm_core.pipeline import Pipeline, task_info
     from xlm_core.plugins.registry import get_registry
 
@@ -213,6 +114,7 @@ def train(
         val_predict_limit=run_config.eval.val_predict_limit,
     )
     ema = EMA(decay=training.ema) if training.ema is not None else None
+    guard = FiniteLossGuard(check_every=log_interval(training.max_steps))
     writer = RunWriter(
         run_dir,
         task.tokenizer,
@@ -220,41 +122,33 @@ def train(
         ckpt_every=training.ckpt_every,
         save_every=training.ckpt_every or training.val_every,
         ema=ema,
+        guard=guard,
+        pending_meta=meta if resume else None,  # a resumed run's run.json changes once it has trained
     )
-    # EMA first: a step's checkpoint must include that step's update of the average.
     trainer = build_trainer(
-        run_config, run_dir, [*([ema] if ema else []), writer, *callbacks], progress=progress
+        run_config,
+        run_dir,
+        [*([ema] if ema else []), guard, GracefulStop(), writer, *callbacks],
+        progress=progress,
     )
 
-    if is_main_process():  # every check has passed: only now may an old run be replaced
-        if overwrite:
-            clear_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        task.tokenizer.save(run_dir)
-        write_json_atomic(run_dir / RUN_FILE, meta)
-
-    start = time.perf_counter()
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
-            # Resuming draws a new data order (see XLMDataModule), so the mid-epoch position is not needed.
-            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
-    seconds = time.perf_counter() - start
-    if ema is not None:
-        ema.apply_average(module)  # final/ holds the averaged weights
-    final = run_dir / FINAL_DIR
-    writer.export(trainer, module, final)
+    main = is_main_process()
+    with RunDirectory(run_dir) if main else contextlib.nullcontext() as directory:
+        if directory is not None:  # every check has passed: only now is anything written
+            if not resume:
+                check_out_dir(run_dir, overwrite=overwrite)  # again, now that no one else writes
+                directory.set_aside()
+                task.tokenizer.save(run_dir)
+                write_json_atomic(run_dir / RUN_FILE, meta)
+            writer.run_directory = directory
+        start = time.perf_counter()
+        _fit(trainer, module, datamodule, run_dir, last_ckpt if resume else None, writer)
+        seconds = time.perf_counter() - start
+        if ema is not None:
+            ema.apply_average(module)  # final/ holds the averaged weights
+        final = run_dir / FINAL_DIR
+        guard.check(trainer)
+        writer.export(trainer, module, final)
 
     result = TrainResult(
         run_dir, final, trainer.global_step, training.max_steps, seconds, trainer.is_global_zero
@@ -276,6 +170,48 @@ def train(
             result.metrics = pipeline.evaluate("test", limit, progress=progress)
         result.samples = pipeline.generate(num_samples=num_samples, seed=run_config.eval.seed)
     return result
+
+
+def _fit(
+    trainer: L.Trainer,
+    module: XLMModule,
+    datamodule: XLMDataModule,
+    run_dir: Path,
+    ckpt_path: Path | None,
+    writer: RunWriter,
+) -> None:
+    """``trainer.fit`` with Lightning's known chatter filtered and a signal turned into one message."""
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+            # Resuming draws a new data order (see XLMDataModule), so the mid-epoch position is not needed.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (TrainingInterrupted, SIGTERMException, KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not trainer.interrupted:
+            raise
+        signum = getattr(exc, "signum", signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if writer.saved_step is not None:
+            saved = f"its state at step {writer.saved_step} is saved"
+        elif writer.last_ckpt.is_file():
+            saved = "the state saved before is kept"
+        else:
+            saved = ""
+        how = f"; continue with `xlm train --resume {run_dir}`" if saved else ": nothing was saved"
+        raise TrainingInterrupted(
+            signum, f"training stopped by {name} at step {trainer.global_step}{', ' + saved if saved else ''}{how}"
+        ) from None
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
 
 
 def build_trainer(
@@ -312,6 +248,7 @@ def build_trainer(
             logger=loggers,
             callbacks=[*callbacks, *extra],
             enable_checkpointing=False,  # RunWriter writes last.ckpt and the safetensors checkpoints
+            plugins=[RunStateIO()],
             enable_progress_bar=progress,
             enable_model_summary=progress,
             default_root_dir=run_dir,

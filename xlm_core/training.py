@@ -115,6 +115,22 @@ class XLMModule(L.LightningModule):
                 self.log(f"train/{name}", value, batch_size=batch.size)
         return out.loss
 
+    def on_train_start(self) -> None:
+        # Resuming restores the optimiser's saved learning rate, betas and decay; the run config
+        # wins, so `xlm train --resume DIR --set training.lr=...` takes effect. A no-op otherwise.
+        training = self.run_config.training
+        for optimizer in self.trainer.optimizers:
+            decay, no_decay = optimizer.param_groups
+            decay["weight_decay"] = training.weight_decay
+            for group in (decay, no_decay):
+                group["betas"] = tuple(training.betas)
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            scheduler.base_lrs = [training.lr] * len(scheduler.base_lrs)
+            factor = lr_factor(scheduler.last_epoch, training)
+            for group in scheduler.optimizer.param_groups:
+                group["lr"] = training.lr * factor
+
     def configure_optimizers(self) -> dict[str, Any]:
         training = self.run_config.training
         optimizer = build_optimizer(self.model, training, self.device)

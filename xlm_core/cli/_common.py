@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -22,7 +23,29 @@ def fail(message: str) -> XLMUserError:
 
 
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    """Strict JSON: a NaN or infinite number becomes null, and its object says why (``non_finite``)."""
+    typer.echo(json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False))
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None.
+
+    An object that held one gains ``"non_finite": {key: "nan" | "inf" | "-inf"}``, so a
+    reader can tell "no value" from "the value overflowed" (a perplexity of exp(1000)).
+    """
+    if isinstance(obj, dict):
+        out, reasons = {}, {}
+        for key, value in obj.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key], reasons[key] = None, str(value)
+            else:
+                out[key] = json_safe(value)
+        if reasons:
+            out["non_finite"] = reasons
+        return out
+    if isinstance(obj, list | tuple):
+        return [None if isinstance(v, float) and not math.isfinite(v) else json_safe(v) for v in obj]
+    return obj
 
 
 def warn(message: str) -> None:

@@ -6,6 +6,7 @@ stderr with exit code 2 (``XLM_DEBUG=1`` shows the traceback).
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 
@@ -13,7 +14,9 @@ import typer
 
 import xlm_core
 from xlm_core.cli._common import debug_mode, echo_err
-from xlm_core.errors import StrictPluginError, XLMUserError
+from xlm_core.errors import StrictPluginError, TrainingInterrupted, XLMUserError
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 # Recent typer vendors click; older versions raise click's own exceptions. Catch both.
 try:
@@ -98,6 +101,18 @@ def run(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         echo_err(f"error: {exc}")
         sys.exit(exc.exit_code)
+    except TrainingInterrupted as exc:
+        echo_err(str(exc))
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        # A full disk, a read-only or unwritable directory, a quota: the user's to fix, not a bug.
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        if debug_mode():
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        echo_err(f"error: {where}{exc.strerror or exc}")
+        sys.exit(2)
     except KeyboardInterrupt:
         echo_err("interrupted")
         sys.exit(130)

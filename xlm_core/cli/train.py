@@ -66,8 +66,8 @@ def train(
     ),
 ) -> None:
     """Train a model family on a task; write DIR/final/ and print test metrics and samples."""
-    from xlm_core.checkpoint import RUN_DIR_ENV, check_out_dir, default_run_dir, is_main_process
     from xlm_core.config import dump_config
+    from xlm_core.rundir import RUN_DIR_ENV, check_out_dir, default_run_dir, is_main_process
 
     hardware = {
         "devices": devices,
@@ -125,7 +125,7 @@ def train(
 def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **others: object):
     """The run's saved config with ``--set``/``--max-steps``/hardware flags applied."""
     from xlm_core.checkpoint import RUN_FILE, load_run_config, read_meta, require_family
-    from xlm_core.config import override_run_config
+    from xlm_core.config import override_run_config, resume_change_refused
 
     given = [f"--{name}" for name, value in others.items() if value is not None]
     if given:
@@ -139,7 +139,14 @@ def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **o
     saved = load_run_config(meta, family, run_dir / RUN_FILE)
     if plugin is not None and plugin != saved.plugin:
         raise fail(f"--resume {run_dir} is a run of plugin {saved.plugin!r}, not {plugin!r}")
-    return override_run_config(saved, overrides)
+    resumed = override_run_config(saved, overrides)
+    refused = resume_change_refused(saved, resumed)
+    if refused is not None:
+        raise fail(
+            f"--resume cannot change {refused}: a resumed run keeps its model, task, tokenizer and seed "
+            f"(docs/usage.md, 'Failure and recovery'); train a new run with --out to change it"
+        )
+    return resumed
 
 
 def check_task_name(name: str) -> None:

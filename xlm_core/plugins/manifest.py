@@ -17,9 +17,13 @@ COMPONENT_KINDS: tuple[ComponentKind, ...] = ("model", "loss", "predictor", "col
 
 
 class StrictModel(BaseModel):
-    """Base for every user-facing config: unknown keys are errors, assignments are validated."""
+    """Base for every user-facing config: unknown keys are errors, assignments are validated.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    No float may be NaN or infinite: such a value passes every bound check and fails
+    much later (a learning rate of ``inf`` trains NaN weights).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class FamilyConfig(StrictModel):
@@ -34,7 +38,7 @@ class FamilyConfig(StrictModel):
     d_model: int = Field(128, gt=0, description="Width of the transformer.")
     n_layers: int = Field(4, gt=0, description="Number of transformer blocks.")
     n_heads: int = Field(4, gt=0, description="Attention heads per block.")
-    d_ff: int | None = Field(None, description="Hidden size of the MLP; default 4 * d_model.")
+    d_ff: int | None = Field(None, gt=0, description="Hidden size of the MLP; default 4 * d_model.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability.")
     tie_embeddings: bool = Field(True, description="Share input embedding and output projection.")
     learned_positions: int = Field(
