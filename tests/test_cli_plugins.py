@@ -317,3 +317,76 @@ def test_user_errors_are_one_line_unless_xlm_debug(clean_env):
     assert debug.returncode == 2
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.splitlines()[-1].startswith("error: unknown plugin 'nosuch'")
+
+
+# -- XLM_STRICT_PLUGINS in every command that loads plugins ----------------------------------
+
+
+@pytest.fixture
+def checkpoint_of_kitref(tmp_path: Path) -> Path:
+    """Enough of a checkpoint for generate and eval to look up its family."""
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    meta = {"format_version": 1, "plugin": {"name": "kitref"}, "run_config": {}}
+    (directory / "config.json").write_text(json.dumps(meta))
+    return directory
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plugins", "show", "kitref"],
+        ["plugins", "validate", "kitref"],
+        ["train", "--plugin", "kitref", "--print-config"],
+        ["generate", "--checkpoint", "CKPT"],
+        ["eval", "--checkpoint", "CKPT"],
+    ],
+)
+def test_strict_mode_makes_every_command_exit_1(
+    monkeypatch, registry, reference_family, make_fake_plugin, checkpoint_of_kitref, cli, args
+):
+    registry.register(make_fake_plugin("bad", omit=("model",)), name="bad")
+    args = [str(checkpoint_of_kitref) if a == "CKPT" else a for a in args]
+    monkeypatch.setenv("XLM_STRICT_PLUGINS", "1")
+    result = cli(*args)
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "error: plugin 'bad' (registered in-process): missing component 'model': implement xlm_model()"
+    ]
+    assert "all checks passed" not in result.out
+
+
+def test_strict_validate_still_prints_its_report(
+    monkeypatch, registry, reference_family, make_fake_plugin, cli
+):
+    registry.register(make_fake_plugin("bad", omit=("model",)), name="bad")
+    assert cli("plugins", "validate", "kitref").code == 0
+    monkeypatch.setenv("XLM_STRICT_PLUGINS", "1")
+    result = cli("plugins", "validate", "kitref")
+    assert result.code == 1 and "  PASS  presets" in result.out
+
+
+# -- a plugin that exits or raises KeyboardInterrupt at import ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("import sys\nsys.exit(0)\n", "cannot load: SystemExit: 0"),
+        ("raise SystemExit('bye')\n", "cannot load: SystemExit: bye"),
+        ("raise KeyboardInterrupt\n", "cannot load: KeyboardInterrupt"),
+    ],
+)
+def test_a_plugin_exiting_at_import_is_listed_as_failed(tmp_path, clean_env, source, error):
+    site = tmp_path / "site"
+    info = site / "xlm_quits-0.2.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xlm-quits\nVersion: 0.2.0\n")
+    (info / "entry_points.txt").write_text("[xlm.plugins]\nquits = xlm_quits_plugin\n")
+    (site / "xlm_quits_plugin.py").write_text(source)
+    listed = xlm("plugins", "list", "--json", env=clean_env(PYTHONPATH=str(site)))
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["quits"]["status"] == "failed"
+    assert rows["quits"]["error"] == f"plugin 'quits' (xlm-quits 0.2.0): {error}"
+    assert rows["arlm"]["status"] == "ok"  # the other plugins still load

@@ -297,3 +297,79 @@ def test_a_broken_plugin_does_not_break_help_or_other_commands(registry, make_fa
         shown.err
         == "error: plugin 'bad' (registered in-process): ImportError: cannot import torch_xla\n"
     )
+
+
+def clashing_entry_points(monkeypatch, make_fake_plugin, loaded: list[str]) -> None:
+    """Two distributions register the family 'toy'; ``loaded`` collects the ones imported."""
+
+    def loader(dist):
+        def load():
+            loaded.append(dist)
+            return make_fake_plugin("toy")
+
+        return load
+
+    entry_points = [
+        FakeEntryPoint("toy", "xlm-toy", "0.1.0", loader("xlm-toy")),
+        FakeEntryPoint("toy", "Toy_Fork", "0.9.0", loader("Toy_Fork")),
+    ]
+    monkeypatch.setattr(registry_module.metadata, "entry_points", lambda *, group: entry_points)
+
+
+@pytest.mark.parametrize(
+    ("switch", "loads"),
+    [
+        ("toy-fork:toy", "xlm-toy"),
+        (" TOY.fork : toy ,other", "xlm-toy"),  # distribution names compare as pip compares them
+        ("xlm-toy:toy", "Toy_Fork"),
+    ],
+)
+def test_disabling_one_distribution_of_a_clashing_name_loads_the_other(
+    monkeypatch, make_fake_plugin, switch, loads
+):
+    loaded: list[str] = []
+    clashing_entry_points(monkeypatch, make_fake_plugin, loaded)
+    monkeypatch.setenv("XLM_DISABLE_PLUGINS", switch)
+    registry = Registry()
+    statuses = {r.distribution: r.status for r in registry.records()}
+    assert statuses == {d: "ok" if d == loads else "disabled" for d in ("xlm-toy", "Toy_Fork")}
+    assert loaded == [loads]  # the disabled distribution is not even imported
+    assert registry.get("toy").record.distribution == loads
+
+
+def test_disabling_a_name_disables_every_distribution_of_it(monkeypatch, make_fake_plugin):
+    loaded: list[str] = []
+    clashing_entry_points(monkeypatch, make_fake_plugin, loaded)
+    monkeypatch.setenv("XLM_DISABLE_PLUGINS", "toy")
+    registry = Registry()
+    assert [r.status for r in registry.records()] == ["disabled", "disabled"] and loaded == []
+    with pytest.raises(PluginError, match="disabled by XLM_DISABLE_PLUGINS"):
+        registry.get("toy")
+
+
+def test_a_name_clash_says_how_to_skip_one_distribution(monkeypatch, make_fake_plugin):
+    clashing_entry_points(monkeypatch, make_fake_plugin, [])
+    record = Registry(disabled=()).records()[0]
+    assert record.error.endswith(
+        "uninstall one, or skip one with XLM_DISABLE_PLUGINS=DISTRIBUTION:toy"
+    )
+
+
+HINT = (
+    f'set api_version="{CORE_MAJOR}.{CORE_MINOR}" in xlm_family() (xlm_core.PLUGIN_API_VERSION)'
+)
+
+
+@pytest.mark.parametrize("api_version", [f"{CORE_MAJOR + 1}.0", "one", "1.x"])
+def test_api_version_errors_say_what_to_write(make_fake_plugin, api_version):
+    _, record = load(make_fake_plugin(api_version=api_version))
+    assert record.error.endswith(HINT) and "\n" not in record.error
+
+
+def test_strict_mode_stops_every_use_of_a_family(monkeypatch, make_fake_plugin):
+    registry, _ = load(make_fake_plugin("good"), name="good")
+    registry.register(make_fake_plugin("bad", omit=("loss",)), name="bad")
+    registry.get("good")
+    monkeypatch.setenv("XLM_STRICT_PLUGINS", "1")
+    with pytest.raises(StrictPluginError, match="plugin 'bad' .*missing component 'loss'"):
+        registry.get("good")

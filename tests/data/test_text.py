@@ -268,3 +268,47 @@ def test_token_blocks_indexing(tmp_path):
     assert blocks[2:5] == [blocks[2], blocks[3], blocks[4]]
     clone = pickle.loads(pickle.dumps(blocks))
     assert len(pickle.dumps(blocks)) < 500 and list(clone) == list(blocks)  # the path, not the tokens
+
+
+PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"empty.txt": b""}, r"empty.txt: the file is empty$"),
+        ({"empty.jsonl": b""}, r"empty.jsonl: the file is empty$"),
+        ({"a.txt": b"", "b.jsonl": b""}, r"corpus: all 2 files are empty$"),
+        ({"image.txt": PNG_HEADER}, r"^cannot read .*image.txt: it is a binary file, not text$"),
+        (
+            {"latin1.txt": "first line\nsecond café\n".encode("latin-1")},
+            r"^cannot read .*latin1.txt: line 2: not UTF-8 \(byte 0xe9\); save the file as UTF-8$",
+        ),
+        (
+            {"latin1.jsonl": '{"text": "a"}\n{"text": "café"}\n'.encode("latin-1")},
+            r"^cannot read .*latin1.jsonl: line 2: not UTF-8 \(byte 0xe9\)",
+        ),
+        (
+            {"bad.jsonl": b'{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "d"}\n'},
+            r"^cannot read .*bad.jsonl: line 3: invalid JSON \(Expecting value, column 10\)$",
+        ),
+        (
+            {"strings.jsonl": b'{"text": "a"}\n"just a string"\n{"text": "c"}\n'},
+            r"^cannot read .*strings.jsonl: line 2: expected a JSON object, got str$",
+        ),
+        (
+            {"numbers.jsonl": b'{"text": 1}\n{"text": 2}\n'},
+            r"numbers.jsonl: field 'text' holds int64 values, not text; set task.text_field$",
+        ),
+    ],
+)
+def test_unreadable_files_name_the_real_cause(tmp_path, files, message):
+    """`datasets` reports most of these as "An error occurred while generating the dataset"."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    path = folder if len(files) > 1 else folder / next(iter(files))
+    with pytest.raises(XLMUserError, match=message) as info:
+        build_task(config(tmp_path, path=str(path))).examples("train")
+    assert "\n" not in str(info.value) and "An error occurred" not in str(info.value)

@@ -80,6 +80,8 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """A family's config schema (field, type, default, description), its predictor settings and presets."""
+    from xlm_core.plugins.registry import printable
+
     family = _registry().get(name)
     manifest, record = family.manifest, family.record
     config_rows = _schema(manifest.config)
@@ -101,8 +103,9 @@ def show(
             }
         )
         return
-    typer.echo(f"{record.name}: {manifest.description}" if manifest.description else record.name)
-    typer.echo(f"  {_where(record)}, plugin API {record.api_version}")
+    description = printable(manifest.description)  # the plugin's text, bound for a terminal
+    typer.echo(f"{record.name}: {description}" if description else record.name)
+    typer.echo(f"  {record.source}, plugin API {record.api_version}")
     for title, cls, rows, section in (
         ("Model config", manifest.config, config_rows, "model"),
         ("Predictor settings", manifest.predictor_settings, settings_rows, "predictor"),
@@ -216,6 +219,7 @@ def validate(
     if failures:
         typer.echo(f"\nFAILED ({checked}): {', '.join(failures)}")
         raise typer.Exit(1)
+    registry.check_strict()  # these passed, but XLM_STRICT_PLUGINS=1 also counts the plugins not named
     typer.echo(f"\nall checks passed ({checked})")
 
 
@@ -232,7 +236,7 @@ def _validate_one(
     registry: Registry, record: PluginRecord, *, strict: bool, named: bool
 ) -> list[str]:
     """Print one plugin's report; return its failures as ``name/check``."""
-    typer.echo(f"{record.name} ({_where(record)})")
+    typer.echo(f"{record.name} ({record.source})")
     failures = []
     for message in record.warnings:
         typer.echo(f"  {'FAIL' if strict else 'WARN'}  warning: {message}")
@@ -246,7 +250,10 @@ def _validate_one(
         return [*failures, f"{record.name}/load"]
     from xlm_core.testing import run_conformance  # imports torch
 
-    for result in run_conformance(registry.get(record.name)):
+    # Not registry.get(): under XLM_STRICT_PLUGINS it would stop at another plugin's failure
+    # before this report is printed.
+    family = next(f for f in registry.families() if f.name == record.name)
+    for result in run_conformance(family):
         if result.passed:
             typer.echo(f"  PASS  {result.name}")
         else:
@@ -295,22 +302,18 @@ def _registry(*, warnings_to_stderr: bool = True) -> Registry:
     return registry
 
 
-def _where(record: PluginRecord) -> str:
-    return (
-        f"{record.distribution} {record.version}"
-        if record.distribution
-        else "registered in-process"
-    )
-
-
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers) - 1)]
+    """Left-aligned columns two spaces apart; the last column is not padded.
+
+    Cells are made printable: names, versions, errors and descriptions come from plugins.
+    """
+    from xlm_core.plugins.registry import printable
+
+    text = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in text) for i in range(len(headers) - 1)]
     lines = []
-    for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=True)] + [
-            str(row[-1])
-        ]
+    for row in text:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)] + [row[-1]]
         lines.append((indent + "  ".join(cells)).rstrip())
     return "\n".join(lines)
 

@@ -238,9 +238,14 @@ class TextTask:
     def _load_local(self) -> dict[str, Dataset]:
         import datasets
 
+        # `datasets` fails on an empty file with a message about schemas; it holds no documents anyway.
+        non_empty = [f for f in self._files if f.stat().st_size]
+        if not non_empty:
+            what = "the file is" if len(self._files) == 1 else f"all {len(self._files)} files are"
+            raise XLMUserError(f"{self._label}: {what} empty")
         parts = []
         by_builder: dict[str, list[str]] = {}
-        for f in self._files:
+        for f in non_empty:
             by_builder.setdefault(BUILDERS[f.suffix.lower()], []).append(str(f))
         for builder, files in sorted(by_builder.items()):
             try:
@@ -250,10 +255,11 @@ class TextTask:
                     split="train",
                     cache_dir=str(self.cache_root / "hf"),
                 )
-            except Exception as exc:  # malformed JSON, unreadable parquet, ...
-                raise XLMUserError(
-                    f"cannot read {_files_label(files)}: {_first_line(exc)}"
-                ) from exc
+                # pyarrow's JSON reader (and a careless parquet writer) lets invalid UTF-8 through,
+                # to fail later, deep inside `datasets`.
+                ds.data.validate(full=True)
+            except Exception as exc:  # binary or non-UTF-8 text, malformed JSON, bad parquet, ...
+                raise XLMUserError(_read_error(files, builder, exc)) from exc
             field = "text" if builder == "text" else self.config.text_field
             parts.append(_text_column(ds, field, _files_label(files)))
         return {"train": datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]}
@@ -367,6 +373,10 @@ def _text_column(ds: Dataset, field: str, label: str) -> Dataset:
         raise XLMUserError(
             f"{label}: no text field {field!r} (columns: {', '.join(ds.column_names)}); set task.text_field"
         )
+    dtype = getattr(ds.features[field], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        kind = dtype or type(ds.features[field]).__name__
+        raise XLMUserError(f"{label}: field {field!r} holds {kind} values, not text; set task.text_field")
     ds = ds.select_columns([field])
     return ds.rename_column(field, "text") if field != "text" else ds
 
@@ -405,6 +415,47 @@ def _kinds() -> str:
 
 def _files_label(files: Sequence[str]) -> str:
     return files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more files)"
+
+
+def _read_error(files: Sequence[str], builder: str, exc: BaseException) -> str:
+    """Why `datasets` could not read ``files``, on one line naming the file (and line).
+
+    `datasets` wraps the cause in "An error occurred while generating the dataset", and pyarrow's
+    JSON errors give byte offsets within a block, so on failure (only then: it costs a pass over
+    the files) the files are checked here, line by line.
+    """
+    for file in files:
+        problem = _file_problem(Path(file), builder)
+        if problem:
+            return f"cannot read {file}: {problem}"
+    while exc.__cause__ is not None:  # no problem we know: the innermost cause says the most
+        exc = exc.__cause__
+    return f"cannot read {_files_label(files)}: {_first_line(exc)}"
+
+
+def _file_problem(path: Path, builder: str) -> str | None:
+    """What makes a .txt or .jsonl file unreadable, with its line number; None if nothing does."""
+    if builder == "parquet":
+        return None
+    with open(path, "rb") as f:
+        if b"\0" in f.read(8192):  # git's test: text has no NUL bytes, binary formats nearly always do
+            return "it is a binary file, not text"
+        f.seek(0)
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                byte = raw[error.start]
+                return f"line {number}: not UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"
+            if builder != "json" or not line.strip():
+                continue
+            try:
+                record = json.loads(line.rstrip("\r\n"))  # so columns count within this line
+            except json.JSONDecodeError as error:
+                return f"line {number}: invalid JSON ({error.msg}, column {error.colno})"
+            if not isinstance(record, dict):
+                return f"line {number}: expected a JSON object, got {type(record).__name__}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -236,8 +236,19 @@ class FamilyManifest(BaseModel):
     @field_validator("api_version")
     @classmethod
     def _parse_api_version(cls, value: str) -> str:
-        parse_version(value)
+        try:
+            parse_version(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; {api_version_hint()}") from None
         return value
+
+
+def api_version_hint() -> str:
+    """What a plugin author writes to target this core's plugin API."""
+    import xlm_core
+
+    major, minor = parse_version(xlm_core.PLUGIN_API_VERSION)
+    return f'set api_version="{major}.{minor}" in xlm_family() (xlm_core.PLUGIN_API_VERSION)'
 
 
 def parse_version(text: str) -> tuple[int, int]:

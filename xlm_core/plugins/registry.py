@@ -8,7 +8,11 @@ and never stops the CLI or the other plugins.
 from __future__ import annotations
 
 import os
+import re
+import signal
+import threading
 import types
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -27,6 +31,7 @@ from xlm_core.plugins.manifest import (
     ComponentRef,
     FamilyManifest,
     TaskRef,
+    api_version_hint,
     parse_version,
 )
 
@@ -50,10 +55,17 @@ class PluginRecord:
     tasks: list[TaskRef] = attrs.field(factory=list)
 
     @property
+    def source(self) -> str:
+        """``xlm-mdlm 0.1.0``, or ``registered in-process``."""
+        if not self.distribution:
+            return "registered in-process"
+        # Installed metadata is written by the plugin's author, like its error messages.
+        return printable(f"{self.distribution} {self.version}")
+
+    @property
     def origin(self) -> str:
         """``plugin 'mdlm' (xlm-mdlm 0.1.0)``: how every message names a plugin."""
-        dist = f"{self.distribution} {self.version}" if self.distribution else "registered in-process"
-        return f"plugin {self.name!r} ({dist})"
+        return f"plugin {self.name!r} ({self.source})"
 
     def as_row(self) -> dict[str, Any]:
         """Exactly the keys of ``xlm plugins list --json``."""
@@ -87,11 +99,15 @@ class Family:
         """Import and contract-check one component class (first use only); failures mark the plugin failed."""
         if kind not in self._resolved:
             ref = self.record.components[kind]
-            try:
-                obj = ref.resolve()
-            except Exception as exc:  # a plugin's import error must not escape as a traceback
-                self.record.fail(f"cannot import {kind} {ref.path!r}: {describe_exception(exc)}")
-                raise PluginError(self.record.error) from exc
+            with _SigintWatch() as sigint:
+                try:
+                    obj = ref.resolve()
+                except BaseException as exc:  # even a plugin's sys.exit() must not escape
+                    if sigint.is_users(exc):
+                        raise
+                    problem = describe_exception(exc)
+                    self.record.fail(f"cannot import {kind} {ref.path!r}: {problem}")
+                    raise PluginError(self.record.error) from exc
             from xlm_core.components import contract_violation  # imports torch: only on first use
 
             problem = contract_violation(kind, obj)
@@ -122,8 +138,8 @@ class Registry:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         if disabled is None:
-            disabled = [n.strip() for n in os.environ.get("XLM_DISABLE_PLUGINS", "").split(",")]
-        self._disabled = {n for n in disabled if n}
+            disabled = os.environ.get("XLM_DISABLE_PLUGINS", "").split(",")
+        self._disabled = {_disable_key(entry) for entry in disabled if entry.strip()}
         self._records: dict[str, list[PluginRecord]] = defaultdict(list)
         self._families: dict[str, Family] = {}
         if discover:
@@ -136,16 +152,29 @@ class Registry:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             by_name[ep.name].append(ep)
         for name, eps in sorted(by_name.items()):
-            dists = {_dist_of(ep) for ep in eps}
+            enabled = []
+            for ep in eps:
+                if self._is_disabled(name, _dist_of(ep)[0]):  # recorded as disabled, never imported
+                    self.register(ep.load, name=name, distribution=_dist_of(ep))
+                else:
+                    enabled.append(ep)
+            dists = {_dist_of(ep) for ep in enabled}
             if len(dists) > 1:  # the same family name from two distributions: neither wins
                 names = " and ".join(sorted(f"{d} {v}" for d, v in dists))
-                for ep in eps:
+                for ep in enabled:
                     record = PluginRecord(name, *_dist_of(ep))
-                    record.fail(f"family name {name!r} is registered by both {names}; uninstall one")
+                    record.fail(
+                        f"family name {name!r} is registered by both {names}; uninstall one, "
+                        f"or skip one with XLM_DISABLE_PLUGINS=DISTRIBUTION:{name}"
+                    )
                     self._records[name].append(record)
-                continue
-            ep = eps[0]
-            self.register(ep.load, name=name, distribution=dists.pop())
+            elif enabled:
+                self.register(enabled[0].load, name=name, distribution=dists.pop())
+
+    def _is_disabled(self, name: str, distribution: str | None) -> bool:
+        if name in self._disabled:
+            return True
+        return distribution is not None and f"{_canonical(distribution)}:{name}" in self._disabled
 
     def register(
         self,
@@ -160,25 +189,31 @@ class Registry:
         """
         record = PluginRecord(name, *distribution)
         self._records[name].append(record)
-        if name in self._disabled:
+        if self._is_disabled(name, distribution[0]):
             record.status = "disabled"
             return record
-        if len(self._records[name]) > 1:
-            others = " and ".join(r.origin for r in self._records[name])
-            for r in self._records[name]:
+        providers = [r for r in self._records[name] if r.status != "disabled"]
+        if len(providers) > 1:
+            others = " and ".join(r.origin for r in providers)
+            for r in providers:
                 r.fail(f"family name {name!r} is registered twice: {others}")
             self._families.pop(name, None)
             return record
-        try:
-            plugin = module() if callable(module) and not isinstance(module, types.ModuleType) else module
-            self._pm.register(plugin, name=name)
-        except Exception as exc:  # import errors, syntax errors, bad hookimpl signatures
-            record.fail(f"cannot load: {describe_exception(exc)}")
-            return record
-        try:
-            self._validate(record, plugin)
-        except Exception as exc:  # an exception raised inside a plugin's hook
-            record.fail(describe_exception(exc))
+        with _SigintWatch() as sigint:
+            try:
+                plugin = module() if callable(module) and not isinstance(module, types.ModuleType) else module
+                self._pm.register(plugin, name=name)
+            except BaseException as exc:  # import errors, bad hookimpls, even sys.exit() at import
+                if sigint.is_users(exc):
+                    raise
+                record.fail(f"cannot load: {describe_exception(exc)}")
+                return record
+            try:
+                self._validate(record, plugin)
+            except BaseException as exc:  # whatever a plugin's hook raises, SystemExit included
+                if sigint.is_users(exc):
+                    raise
+                record.fail(describe_exception(exc))
         if record.status != "ok":
             self._pm.unregister(plugin)
         else:
@@ -213,7 +248,8 @@ class Registry:
             record.fail(
                 f"targets plugin API {manifest.api_version} but xlm-core {xlm_core.__version__} "
                 f"provides {xlm_core.PLUGIN_API_VERSION}; install a version of "
-                f"{record.distribution or record.name} built for API {core_major}.x",
+                f"{record.distribution or record.name} built for API {core_major}.x; "
+                f"to port it, {api_version_hint()}",
                 status="incompatible",
             )
             return
@@ -250,13 +286,19 @@ class Registry:
         return [self._families[n] for n in sorted(self._families) if self._families[n].record.status == "ok"]
 
     def get(self, name: str) -> Family:
-        """The family called ``name``, or a one-line :class:`PluginError` saying why it is unusable."""
+        """The family called ``name``, or a one-line :class:`PluginError` saying why it is unusable.
+
+        Every command that uses a family gets it here, so this is where ``XLM_STRICT_PLUGINS=1``
+        stops them all when any plugin failed (listings check after printing instead).
+        """
+        self.check_strict()
         family = self._families.get(name)
         if family is not None and family.record.status == "ok":
             return family
         records = self._records.get(name)
         if records:
-            record = records[0]
+            # a disabled provider explains nothing when another provider of the name failed
+            record = next((r for r in records if r.status != "disabled"), records[0])
             if record.status == "disabled":
                 raise PluginError(f"{record.origin} is disabled by XLM_DISABLE_PLUGINS")
             raise PluginError(record.error or f"{record.origin} is not usable")
@@ -274,18 +316,76 @@ class Registry:
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``TypeName: message`` on one line; a pydantic error lists each ``field: problem``."""
+    """``TypeName: message`` on one line; a pydantic error lists each ``field: problem``.
+
+    Made printable, since the message is the plugin's and ends up on the user's terminal.
+    """
     if isinstance(exc, pydantic.ValidationError):
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
-        return f"invalid {exc.title}: {problems}"
-    message = " ".join(str(exc).split())  # status lines and table cells are one line each
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        text = f"invalid {exc.title}: {problems}"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
+    return printable(" ".join(text.split()))  # status lines and table cells are one line each
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``): plugin text must not drive the terminal.
+
+    Format characters (Cf) go too: bidi overrides can make a line read differently than it runs.
+    """
+    return "".join(
+        ascii(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text
+    )
+
+
+class _SigintWatch:
+    """Tells the user's Ctrl-C from a KeyboardInterrupt that plugin code raises itself.
+
+    While plugin code runs, a SIGINT handler notes each signal and then behaves as the handler
+    it replaced. A KeyboardInterrupt with a SIGINT noted is the user's and must stop the command;
+    any other (``raise KeyboardInterrupt`` in a plugin) is that plugin's failure. Only the main
+    thread can install a handler, but Python delivers SIGINT to no other thread, so elsewhere
+    every KeyboardInterrupt is the plugin's. Under SIG_IGN or SIG_DFL a Ctrl-C raises nothing,
+    so there is nothing to tell apart and no handler is installed.
+    """
+
+    def __enter__(self) -> _SigintWatch:
+        self.seen, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: types.FrameType | None) -> None:
+        self.seen = True
+        assert self._previous is not None
+        self._previous(signum, frame)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def is_users(self, exc: BaseException) -> bool:
+        return isinstance(exc, KeyboardInterrupt) and self.seen
 
 
 def strict_mode() -> bool:
     return os.environ.get("XLM_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _canonical(distribution: str) -> str:
+    """A distribution name as pip compares them (PEP 503): ``XLM_Toy`` and ``xlm-toy`` are one."""
+    return re.sub(r"[-_.]+", "-", distribution.strip()).lower()
+
+
+def _disable_key(entry: str) -> str:
+    """An ``XLM_DISABLE_PLUGINS`` entry: ``name`` (all its providers) or ``distribution:name``."""
+    distribution, colon, name = entry.strip().rpartition(":")
+    return f"{_canonical(distribution)}:{name.strip()}" if colon else name
 
 
 def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
