@@ -6,6 +6,9 @@ replaces one of its components with a wrapper that breaks one rule.
 
 from __future__ import annotations
 
+import sys
+from importlib import metadata
+
 import pytest
 import torch
 from torch import nn
@@ -113,6 +116,14 @@ class ZeroGradientModel(_WrappedModel):
         return ModelOutput(logits + 0.0 * self.scale)  # connected to the graph, but never learns
 
 
+class BatchMeanModel(_WrappedModel):
+    def forward(self, input_ids, attention_mask=None):
+        logits = self.inner(input_ids, attention_mask).logits
+        return ModelOutput(
+            logits + logits.mean(dim=0)
+        )  # each row reads the others, as a batch norm
+
+
 class UnsavedStateModel(_WrappedModel):
     def __init__(self, config, vocab):
         super().__init__(config, vocab)
@@ -172,13 +183,19 @@ class TooLongPredictor(_WrappedPredictor):
         return pred
 
 
+class SharedSeedPredictor(_WrappedPredictor):
+    def predict(self, model, prompts, *, seeds, **kwargs):
+        shared = [sum(seeds)] * len(seeds)  # repeatable, but a row's noise depends on its batch
+        return super().predict(model, prompts, seeds=shared, **kwargs)
+
+
 class GlobalRNGPredictor(_WrappedPredictor):
     def predict(self, model, prompts, *, seeds, **kwargs):
         fresh = torch.randint(0, 2**31, (len(seeds),)).tolist()  # ignores the caller's seeds
         return super().predict(model, prompts, seeds=fresh, **kwargs)
 
 
-LOSS, ROUNDTRIP = "loss_finite_and_grads", "checkpoint_roundtrip"
+LOSS, ROUNDTRIP, BATCH = "loss_finite_and_grads", "checkpoint_roundtrip", "batch_invariance"
 BROKEN = [
     # (components replaced, the check that must fail, words in its message, other checks it breaks)
     ({"collator": ShortTargetsCollator}, "collator", "targets has shape", {LOSS}),
@@ -209,7 +226,9 @@ BROKEN = [
     ),
     ({"predictor": MaskEmittingPredictor}, "predictor_terminates", "special tokens", set()),
     ({"predictor": TooLongPredictor}, "predictor_terminates", "exceed the length budget", set()),
-    ({"predictor": GlobalRNGPredictor}, "determinism", "same seeds differ", {ROUNDTRIP}),
+    ({"predictor": GlobalRNGPredictor}, "determinism", "same seeds differ", {ROUNDTRIP, BATCH}),
+    ({"predictor": SharedSeedPredictor}, BATCH, "its result depends on the batch", set()),
+    ({"model": BatchMeanModel}, BATCH, "in the batch but", set()),
     ({"collator": GlobalRNGCollator}, "determinism", "collator gives different", set()),
     ({"model": UnsavedStateModel}, ROUNDTRIP, "logits differ after a save/load round-trip", set()),
 ]
@@ -237,6 +256,11 @@ def test_the_scaffolded_family_passes_every_check(reference_family):
     results = run_conformance(reference_family)
     assert [r.name for r in results] == list(CHECK_NAMES)
     assert all(r.passed for r in results), [r for r in results if not r.passed]
+    skipped = {r.name: r.message for r in results if r.message}
+    assert skipped == {
+        "entry_module_without_torch": "skipped: kitref was registered in-process, so no "
+        "installed entry point names a module to import"
+    }
 
 
 @pytest.mark.parametrize(
@@ -260,20 +284,43 @@ def test_checks_accept_a_family_name_and_overrides(reference_family):
     run_check("kitref", "model_shapes", config_overrides={"d_model": 16, "n_heads": 4})
 
 
-def test_an_invalid_tiny_config_fails_every_check_with_the_reason(reference_family):
+def test_an_invalid_tiny_config_fails_resolve_once_with_the_reason(reference_family):
     results = run_conformance(reference_family, config_overrides={"n_heads": 3})
-    assert (
-        results == [CheckResult(name, False, results[0].message) for name in CHECK_NAMES]
-        and "must be divisible by n_heads" in results[0].message
-    )
+    failed = [r for r in results if not r.passed]
+    assert [r.name for r in failed] == ["resolve"]
+    assert "the tiny config is invalid" in failed[0].message
+    assert "must be divisible by n_heads" in failed[0].message
+    # the component checks cannot run, so they are not reported at all
+    assert [r.name for r in results] == ["presets", "entry_module_without_torch", "resolve"]
+    with pytest.raises(AssertionError, match="kitref resolve: the tiny config is invalid"):
+        run_check(reference_family, "collator", config_overrides={"n_heads": 3})
 
 
-def test_a_component_that_cannot_be_imported_fails_the_checks(registry, make_fake_plugin):
+def test_a_component_that_cannot_be_imported_fails_resolve_once(registry, make_fake_plugin):
     registry.register(make_fake_plugin("ghost"), name="ghost")
     results = run_conformance("ghost")
-    assert not any(r.passed for r in results)
-    assert "cannot import model 'xlm_ghost_fake.model:FakeModel'" in results[0].message
+    assert [(r.name, r.passed) for r in results] == [
+        ("presets", True),
+        ("entry_module_without_torch", True),
+        ("resolve", False),
+    ]
+    assert results[-1].message.startswith(
+        "cannot import model 'xlm_ghost_fake.model:FakeModel': ModuleNotFoundError"
+    )
     assert registry.records()[0].status == "failed"  # and the registry now says so
+
+
+def test_validate_prints_one_fail_resolve_line_for_a_bad_component_path(
+    registry, make_fake_plugin, cli
+):
+    registry.register(make_fake_plugin("ghost"), name="ghost")
+    result = cli("plugins", "validate", "ghost")
+    assert result.code == 1
+    failed = [line for line in result.out.splitlines() if line.startswith("  FAIL")]
+    assert len(failed) == 1 and failed[0].startswith(
+        "  FAIL  resolve: cannot import model 'xlm_ghost_fake.model:FakeModel'"
+    ), result.out
+    assert result.out.splitlines()[-1] == "FAILED (1 plugin): ghost/resolve"
 
 
 def test_a_preset_that_does_not_validate_fails_the_presets_check(
@@ -290,6 +337,70 @@ def test_a_preset_that_does_not_validate_fails_the_presets_check(
     registry.register(plugin, name="badpreset")
     with pytest.raises(AssertionError, match="preset 'fast' section 'predictor': .*stepz"):
         run_check("badpreset", "presets")
+
+
+# -- the entry module imports without torch ----------------------------------------------------
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch, registry, scaffolded):
+    """``installed(first_lines)``: a copy of the reference family, ``kitcopy``, installed as the
+    distribution xlm-kitcopy whose entry module starts with ``first_lines``; loaded as xlm does."""
+
+    def install(first_lines: str = ""):
+        (tmp_path / "xlm_kitcopy").mkdir()
+        (tmp_path / "xlm_kitcopy" / "__init__.py").write_text("")
+        (tmp_path / "xlm_kitcopy" / "plugin.py").write_text(first_lines + COPY_HOOKS)
+        info = tmp_path / "xlm_kitcopy-0.1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xlm-kitcopy\nVersion: 0.1.0\n")
+        (info / "entry_points.txt").write_text("[xlm.plugins]\nkitcopy = xlm_kitcopy.plugin\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        (ep,) = metadata.entry_points(group="xlm.plugins", name="kitcopy")
+        record = registry.register(ep.load, name="kitcopy", distribution=("xlm-kitcopy", "0.1.0"))
+        assert record.status == "ok", record.error
+        return registry.get("kitcopy")
+
+    yield install
+    for name in ("xlm_kitcopy.plugin", "xlm_kitcopy"):
+        sys.modules.pop(name, None)
+
+
+COPY_HOOKS = """
+import xlm_kitref.plugin as kitref
+from xlm_core.plugins import hookimpl
+from xlm_kitref.plugin import xlm_collator, xlm_loss, xlm_model, xlm_predictor
+
+
+@hookimpl
+def xlm_family():
+    return kitref.xlm_family().model_copy(update={"name": "kitcopy"})
+"""
+
+
+def test_an_entry_module_that_imports_torch_fails(installed):
+    family = installed("import torch  # listing plugins now imports torch\n")
+    with pytest.raises(AssertionError) as info:
+        run_check(family, "entry_module_without_torch")
+    message = str(info.value)
+    assert message.startswith(
+        "kitcopy entry_module_without_torch: importing the entry module xlm_kitcopy.plugin "
+        "imports torch ("
+    )
+    assert "plugin.py:1)" in message  # where the import is
+    failed = {r.name for r in run_conformance(family) if not r.passed}
+    assert failed == {"entry_module_without_torch"}
+
+
+def test_a_torch_import_caught_as_optional_still_fails(installed):
+    family = installed("try:\n    import torch.nn\nexcept ImportError:\n    pass\n")
+    with pytest.raises(AssertionError, match=r"imports torch \(.*plugin\.py:2\)"):
+        run_check(family, "entry_module_without_torch")
+
+
+def test_a_torch_free_entry_module_passes(installed):
+    results = run_conformance(installed(), checks=["entry_module_without_torch"])
+    assert results == [CheckResult("entry_module_without_torch", True)]
 
 
 def test_unknown_names_are_errors(reference_family):

@@ -1,8 +1,9 @@
 """``xlm plugins new NAME``: write a working third-party plugin package from the bundled template.
 
 The template (``xlm_core/templates/plugin``) is a complete small family, a
-masked-denoising LM, so a new plugin starts from code that installs, lists as
-``ok``, passes the conformance kit and trains; its author then changes it.
+masked-denoising LM on the core's fixed window layout (``xlm_core.nn.window``), so
+a new plugin starts from code that installs, lists as ``ok``, passes the
+conformance kit and trains; its author then changes it.
 """
 
 from __future__ import annotations

@@ -9,21 +9,28 @@ Use it from a plugin's tests::
     def test_conformance(check):
         run_check("mdlm", check)
 
-or from the command line: ``xlm plugins validate mdlm``. Every check runs on a
-tiny setup (:class:`TinySetup`): the family's ``tiny`` preset shrunk to
+or from the command line: ``xlm plugins validate mdlm``. The component checks run
+on a tiny setup (:class:`TinySetup`): the family's ``tiny`` preset shrunk to
 ``d_model=32, n_layers=2, n_heads=2``, a 24-token vocabulary, prompts of at most
-6 and targets of at most 8 tokens, on CPU. A failing check raises
-``AssertionError`` whose message says what is wrong and what was expected.
+6 and targets of at most 8 tokens, on CPU. ``presets`` and
+``entry_module_without_torch`` need only the manifest; ``resolve`` builds the tiny
+setup the checks after it use. A failing check raises ``AssertionError`` whose
+message says what is wrong and what was expected.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from importlib import metadata
+from typing import Any, TypeVar
 
 import attrs
 import pydantic
@@ -42,15 +49,24 @@ from xlm_core.components import (
     Vocab,
 )
 from xlm_core.config import EvalConfig, TaskConfig, TrainingConfig
-from xlm_core.plugins.registry import Family, describe_exception, get_registry
+from xlm_core.errors import PluginError
+from xlm_core.plugins.registry import (
+    ENTRY_POINT_GROUP,
+    Family,
+    describe_exception,
+    get_registry,
+)
 
 CHECK_NAMES: tuple[str, ...] = (
     "presets",
+    "entry_module_without_torch",
+    "resolve",
     "collator",
     "model_shapes",
     "loss_finite_and_grads",
     "predictor_terminates",
     "determinism",
+    "batch_invariance",
     "checkpoint_roundtrip",
 )
 
@@ -59,11 +75,12 @@ TINY_BACKBONE: dict[str, Any] = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 TINY_VOCAB = Vocab(size=24, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
 TINY_SHAPE = DataShape(prompt_length=6, target_length=8)
 PREDICT_SEEDS = (11, 12, 13, 14)
+_T = TypeVar("_T")
 
 
 @attrs.frozen(slots=True)
 class CheckResult:
-    """The outcome of one check; ``message`` is empty when it passed."""
+    """The outcome of one check; ``message`` says why it failed, or why a passed check was skipped."""
 
     name: str
     passed: bool
@@ -150,15 +167,22 @@ class TinySetup:
         return [list(e.prompt_ids) for e in self.examples]
 
     def predict(
-        self, model: nn.Module, *, settings: Any = None, record_steps: bool = False
+        self,
+        model: nn.Module,
+        *,
+        settings: Any = None,
+        record_steps: bool = False,
+        rows: Sequence[int] | None = None,
     ) -> Prediction:
+        """Decode the examples' prompts (only ``rows`` of them, if given), each with its own seed."""
+        rows = range(len(self.examples)) if rows is None else rows
         model.eval()
         with torch.no_grad():
             return self.predictor().predict(
                 model,
-                self.prompts,
+                [self.prompts[i] for i in rows],
                 settings=self.settings if settings is None else settings,
-                seeds=list(PREDICT_SEEDS),
+                seeds=[PREDICT_SEEDS[i] for i in rows],
                 record_steps=record_steps,
             )
 
@@ -166,9 +190,9 @@ class TinySetup:
 # -- the checks -----------------------------------------------------------------------------
 
 
-def check_presets(setup: TinySetup) -> None:
+def check_presets(family: Family) -> None:
     """Every named preset validates against the family's config classes and the run config."""
-    manifest = setup.family.manifest
+    manifest = family.manifest
     sections: dict[str, type[pydantic.BaseModel]] = {
         "model": manifest.config,
         "predictor": manifest.predictor_settings,
@@ -192,6 +216,86 @@ def check_presets(setup: TinySetup) -> None:
                 raise AssertionError(
                     f"preset {preset!r} section {section!r}: {describe_exception(exc)}"
                 ) from exc
+
+
+def check_entry_module_without_torch(family: Family) -> str:
+    """The entry module imports in a fresh interpreter where torch and lightning cannot be imported.
+
+    xlm imports it to list plugins and show configs, which must stay fast. Returns
+    why the check was skipped, or "" when it ran.
+    """
+    module = entry_module(family)
+    if module is None:
+        return (
+            f"skipped: {family.name} was registered in-process, so no installed entry point "
+            "names a module to import"
+        )
+    probe = subprocess.run(
+        [sys.executable, "-c", _IMPORT_WITHOUT_TORCH, module, json.dumps(sys.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = probe.stdout.strip() or probe.stderr.strip()[-500:]
+    _expect(
+        probe.returncode != _HEAVY_IMPORTED,
+        f"importing the entry module {module} imports {said}; the entry module, its package's "
+        "__init__ and its config module must not import torch or lightning (xlm imports them "
+        "to list plugins): import torch in the component modules only",
+    )
+    _expect(
+        probe.returncode == 0,
+        f"the entry module {module} does not import in a fresh interpreter: {said}",
+    )
+    return ""
+
+
+def entry_module(family: Family) -> str | None:
+    """The module the family's entry point names, from the installed metadata; None for a family
+    registered in-process (no entry point of its distribution is installed)."""
+    record = family.record
+    if record.distribution is None:
+        return None
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP, name=record.name):
+        dist = getattr(ep, "dist", None)
+        if dist is not None and dist.metadata["Name"] == record.distribution:
+            return ep.module
+    return None
+
+
+_HEAVY_IMPORTED = 3
+# Run as `python -c` with the module name and the caller's sys.path (so it finds what the caller
+# finds). A refused import is recorded even when the module catches the ImportError: with torch
+# installed, that import would still run every time plugins are listed.
+_IMPORT_WITHOUT_TORCH = """
+import importlib, json, sys, traceback
+
+class Refuse:
+    first = None
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in ("torch", "lightning", "pytorch_lightning"):
+            return None
+        if Refuse.first is None:
+            frames = [f for f in traceback.extract_stack() if not f.filename.startswith("<")]
+            where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+            Refuse.first = name + where
+        raise ModuleNotFoundError(f"No module named {name!r} (refused by xlm's conformance kit)")
+
+sys.path[:] = json.loads(sys.argv[2])
+sys.meta_path.insert(0, Refuse())
+try:
+    importlib.import_module(sys.argv[1])
+    error = None
+except BaseException as exc:
+    error = f"{type(exc).__name__}: {exc}"
+if Refuse.first is not None:
+    print(Refuse.first)
+    sys.exit(3)
+if error is not None:
+    print(error)
+    sys.exit(1)
+"""
 
 
 def check_collator(setup: TinySetup) -> None:
@@ -283,6 +387,23 @@ def check_determinism(setup: TinySetup) -> None:
     )
 
 
+def check_batch_invariance(setup: TinySetup) -> None:
+    """Each row's sample is the same decoded alone as in the batch, where the prompts' different
+    lengths force padding: a row's computation must not read the other rows or the batch's shape."""
+    model = setup.model()
+    together = setup.predict(model).sequences()
+    for row in range(len(setup.examples)):
+        alone = setup.predict(model, rows=[row]).sequences()[0]
+        _expect(
+            alone == together[row],
+            f"row {row} (a {len(setup.prompts[row])}-token prompt) samples {together[row]} in the "
+            f"batch but {alone} alone, with the same seed: its result depends on the batch. Pad "
+            "prompts to a width that does not depend on the batch (xlm_core.nn.window: "
+            "prompt_width, left_pad), keep padding out of attention, and draw each row's noise "
+            "from its own generator",
+        )
+
+
 def check_checkpoint_roundtrip(setup: TinySetup) -> None:
     """save_weights then load_weights into a freshly built model: identical logits and predictions."""
     batch = setup.batch()
@@ -307,16 +428,22 @@ def check_checkpoint_roundtrip(setup: TinySetup) -> None:
     )
 
 
-_CHECKS: dict[str, Callable[[TinySetup], None]] = {
+# Checks of the manifest and the package: they run even when a component cannot be resolved.
+_FAMILY_CHECKS: dict[str, Callable[[Family], str | None]] = {
     "presets": check_presets,
+    "entry_module_without_torch": check_entry_module_without_torch,
+}
+# Checks of the components, at the tiny size; they need "resolve" to have passed.
+_SETUP_CHECKS: dict[str, Callable[[TinySetup], None]] = {
     "collator": check_collator,
     "model_shapes": check_model_shapes,
     "loss_finite_and_grads": check_loss_finite_and_grads,
     "predictor_terminates": check_predictor_terminates,
     "determinism": check_determinism,
+    "batch_invariance": check_batch_invariance,
     "checkpoint_roundtrip": check_checkpoint_roundtrip,
 }
-assert tuple(_CHECKS) == CHECK_NAMES
+assert (*_FAMILY_CHECKS, "resolve", *_SETUP_CHECKS) == CHECK_NAMES
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -333,12 +460,17 @@ def run_check(
 
     Raises ``AssertionError`` naming the check and the problem when it fails; an
     exception raised inside the plugin is wrapped the same way, chained to the original.
+    A component check first runs ``resolve`` and fails as ``resolve`` when that does.
     """
-    if check not in _CHECKS:
+    if check not in CHECK_NAMES:
         raise ValueError(f"unknown check {check!r}; expected one of {', '.join(CHECK_NAMES)}")
     family = _family(family_or_name)
-    setup = _setup(family, config_overrides, settings_overrides, check)
-    _run(setup, check)
+    if check in _FAMILY_CHECKS:
+        _run(family, check, partial(_FAMILY_CHECKS[check], family))
+        return
+    setup = _run(family, "resolve", partial(_resolve, family, config_overrides, settings_overrides))
+    if check != "resolve":
+        _run(family, check, partial(_SETUP_CHECKS[check], setup))
 
 
 def run_conformance(
@@ -348,23 +480,36 @@ def run_conformance(
     settings_overrides: Mapping[str, Any] | None = None,
     checks: Sequence[str] = CHECK_NAMES,
 ) -> list[CheckResult]:
-    """Run every check (or the named ones) and collect the results instead of raising."""
-    unknown = [c for c in checks if c not in _CHECKS]
+    """Run every check (or the named ones) and collect the results instead of raising.
+
+    When ``resolve`` fails, the component checks cannot run: the list holds the
+    ``resolve`` failure once and leaves them out.
+    """
+    unknown = [c for c in checks if c not in CHECK_NAMES]
     if unknown:
         raise ValueError(f"unknown checks {unknown}; expected some of {', '.join(CHECK_NAMES)}")
     family = _family(family_or_name)
-    try:
-        setup = _setup(family, config_overrides, settings_overrides, "setup")
-    except AssertionError as exc:  # nothing can run: every check fails for the same reason
-        return [CheckResult(c, False, str(exc)) for c in checks]
-    results = []
+    results: list[CheckResult] = []
+    setup: TinySetup | None = None
+    unresolved = False
     for check in checks:
-        try:
-            _run(setup, check, prefix=False)
-        except AssertionError as exc:
-            results.append(CheckResult(check, False, " ".join(str(exc).split())))
-        else:
-            results.append(CheckResult(check, True))
+        if check in _FAMILY_CHECKS:
+            results.append(_outcome(family, check, partial(_FAMILY_CHECKS[check], family)))
+            continue
+        if unresolved:
+            continue
+        if setup is None:
+            resolve = partial(_resolve, family, config_overrides, settings_overrides)
+            try:
+                setup = _run(family, "resolve", resolve, prefix=False)
+            except AssertionError as exc:
+                unresolved = True
+                results.append(CheckResult("resolve", False, _one_line(exc)))
+                continue
+            if "resolve" in checks:
+                results.append(CheckResult("resolve", True))
+        if check != "resolve":
+            results.append(_outcome(family, check, partial(_SETUP_CHECKS[check], setup)))
     return results
 
 
@@ -374,28 +519,39 @@ def _family(family_or_name: Family | str) -> Family:
     )
 
 
-def _setup(family: Family, config_overrides: Any, settings_overrides: Any, stage: str) -> TinySetup:
+def _resolve(family: Family, config_overrides: Any, settings_overrides: Any) -> TinySetup:
+    """The ``resolve`` check: the four components import and meet their class contracts, and the
+    tiny config and settings validate."""
     try:
         return TinySetup.build(
             family, config_overrides=config_overrides, settings_overrides=settings_overrides
         )
+    except PluginError as exc:
+        # the message starts with the plugin's origin, which every report already names
+        raise AssertionError(str(exc).removeprefix(f"{family.record.origin}: ")) from exc
+
+
+def _outcome(family: Family, check: str, call: Callable[[], str | None]) -> CheckResult:
+    try:
+        skipped = _run(family, check, call, prefix=False)
     except AssertionError as exc:
-        raise AssertionError(f"{family.name}: {exc}") from exc
-    except Exception as exc:  # a PluginError, or an exception raised by the plugin's config
-        raise AssertionError(
-            f"{family.name}: cannot set up ({stage}): {describe_exception(exc)}"
-        ) from exc
+        return CheckResult(check, False, _one_line(exc))
+    return CheckResult(check, True, skipped or "")
 
 
-def _run(setup: TinySetup, check: str, *, prefix: bool = True) -> None:
-    where = f"{setup.family.name} {check}: " if prefix else ""
+def _run(family: Family, check: str, call: Callable[[], _T], *, prefix: bool = True) -> _T:
+    where = f"{family.name} {check}: " if prefix else ""
     with _isolated_rng(), _one_thread():
         try:
-            _CHECKS[check](setup)
+            return call()
         except AssertionError as exc:
             raise AssertionError(f"{where}{exc}") from exc
         except Exception as exc:  # a crash inside the plugin is a failed check, not a kit error
             raise AssertionError(f"{where}raised {describe_exception(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 @contextmanager
@@ -629,6 +785,7 @@ __all__ = [
     "TINY_VOCAB",
     "CheckResult",
     "TinySetup",
+    "entry_module",
     "run_check",
     "run_conformance",
     "tiny_examples",
