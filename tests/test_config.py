@@ -193,3 +193,35 @@ def test_resolution_never_imports_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_renamed_keys_keep_working_for_one_release(registry, make_fake_plugin, tmp_path, cli):
+    from xlm_core.config import run_config_class, validate_run_config
+    from xlm_core.errors import XLMDeprecationWarning
+    from xlm_core.plugins import PredictorSettings
+
+    class Renamed(PredictorSettings):
+        renamed_keys = {"max_length": "max_new_tokens"}
+
+    registry.register(make_fake_plugin("ren", settings=Renamed), name="ren")
+    with pytest.warns(XLMDeprecationWarning, match="predictor.max_length is renamed predictor.max_new_tokens"):
+        config = resolve_run_config("ren", sets=["predictor.max_length=5"])
+    assert config.predictor.max_new_tokens == 5
+    file = tmp_path / "old.yaml"
+    file.write_text("predictor:\n  max_length: 7\n")
+    with pytest.warns(XLMDeprecationWarning):
+        assert resolve_run_config("ren", config_file=file).predictor.max_new_tokens == 7
+        saved = config.dump()
+        saved["predictor"] = {"max_length": 3}  # a checkpoint written before the rename
+        cls = run_config_class(registry.get("ren"))
+        assert validate_run_config(cls, saved, "old").predictor.max_new_tokens == 3
+        assert Renamed(max_length=4).max_new_tokens == 4
+        assert parse_section_sets(["predictor.max_length=2"], Renamed, "predictor") == {"max_new_tokens": 2}
+    with pytest.raises(XLMUserError, match="both are set"):
+        validate_run_config(cls, {**saved, "predictor": {"max_length": 3, "max_new_tokens": 4}}, "old")
+    shown = cli("train", "--plugin", "ren", "--print-config", "--set", "predictor.max_length=5")
+    assert shown.code == 0, shown.err
+    assert shown.err.strip().splitlines() == [
+        "warning: predictor.max_length is renamed predictor.max_new_tokens; the old name works until xlm-core 0.3.0"
+    ]
+    assert "max_new_tokens: 5" in shown.out and "max_length" not in shown.out

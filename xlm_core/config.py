@@ -24,7 +24,13 @@ from pydantic import BaseModel, Field, SerializeAsAny, ValidationError
 from pydantic.fields import FieldInfo
 
 from xlm_core.errors import XLMUserError
-from xlm_core.plugins.manifest import FamilyConfig, PredictorSettings, StrictModel
+from xlm_core.plugins.manifest import (
+    FamilyConfig,
+    PredictorSettings,
+    StrictModel,
+    rename_keys,
+    warn_renamed,
+)
 
 M = TypeVar("M", bound=FamilyConfig)
 P = TypeVar("P", bound=PredictorSettings)
@@ -202,11 +208,11 @@ def parse_section_sets(sets: Sequence[str], section: type[BaseModel], name: str)
         path = key.strip().split(".")
         if not sep or len(path) < 2 or path[0] != name or any(not part for part in path):
             raise XLMUserError(f"--set expects {name}.KEY=VALUE here, got {item!r}")
-        field = _field_at(section, path[1:], f"--set {item}", prefix=name + ".")
+        field, keys = _field_at(section, path[1:], f"--set {item}", prefix=name + ".")
         cursor = overrides
-        for part in path[1:-1]:
+        for part in keys[:-1]:
             cursor = cursor.setdefault(part, {})
-        cursor[path[-1]] = _parse_value(raw, field)
+        cursor[keys[-1]] = _parse_value(raw, field)
     return overrides
 
 
@@ -215,7 +221,7 @@ def override_section(current: BaseModel, overrides: dict[str, Any], name: str) -
     if not overrides:
         return current
     cls = type(current)
-    _check_keys(cls, overrides, name + ".", f"{name} settings")
+    overrides = _check_keys(cls, overrides, name + ".", f"{name} settings")
     data = current.model_dump()
     _deep_merge(data, overrides)
     try:
@@ -228,8 +234,7 @@ def validate_run_config(cls: type[RunConfig], data: Any, origin: str) -> RunConf
     """``data`` (e.g. a checkpoint's saved config) as a validated ``cls``; errors name ``origin``."""
     if not isinstance(data, dict):
         raise XLMUserError(f"{origin}: expected a mapping of config sections, got {type(data).__name__}")
-    _check_keys(cls, data, "", origin)
-    return _validate(cls, data, origin)
+    return _validate(cls, _check_keys(cls, data, "", origin), origin)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -292,8 +297,7 @@ def _parse_toml(text: str, file: Path) -> Any:
 
 def _apply_layer(cls: type[RunConfig], data: dict[str, Any], layer: dict[str, Any], origin: str) -> None:
     """Check ``layer``'s keys, merge it into ``data`` and validate the result, naming ``origin`` on error."""
-    _check_keys(cls, layer, "", origin)
-    _deep_merge(data, layer)
+    _deep_merge(data, _check_keys(cls, layer, "", origin))
     _validate(cls, data, origin)
 
 
@@ -304,15 +308,14 @@ def _apply_sets(cls: type[RunConfig], data: dict[str, Any], sets: Sequence[str])
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise XLMUserError(f"--set expects KEY=VALUE with a dotted key such as training.lr=3e-4, got {item!r}")
-        path = key.split(".")
-        field = _field_at(cls, path, f"--set {item}")
+        field, path = _field_at(cls, key.split("."), f"--set {item}")
         nested: dict[str, Any] = {}
         cursor = nested
         for part in path[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[path[-1]] = _parse_value(raw, field)
         _deep_merge(data, nested)
-        origins[key] = f"--set {item}"
+        origins[".".join(path)] = f"--set {item}"
     # Validated once, after every override: a pair such as d_model and n_heads must agree only at the end.
     try:
         return cls.model_validate(data)
@@ -347,32 +350,49 @@ def _describe(exc: ValidationError, origin: str, prefix: str = "") -> str:
     return f"{origin}: invalid value for {loc}: {msg}{got}{more}"
 
 
-def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str, origin: str) -> None:
-    """Reject any key ``model`` does not define, suggesting the closest valid name at that level."""
+def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str, origin: str) -> dict[str, Any]:
+    """``data`` with renamed keys in their new spelling; any key ``model`` does not define is an
+    error suggesting the closest valid name at that level."""
+    try:
+        data = rename_keys(model, data, prefix)
+    except ValueError as exc:
+        raise XLMUserError(f"{origin}: {exc}") from None
     fields = model.model_fields
+    checked = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
             raise XLMUserError(f"{origin}: unknown key {path!r}{_suggestion(str(key), fields, prefix)}")
         section = _section_class(fields[key])
         if section is not None and isinstance(value, dict):
-            _check_keys(section, value, path + ".", origin)
+            value = _check_keys(section, value, path + ".", origin)
+        checked[key] = value
+    return checked
 
 
-def _field_at(model: type[BaseModel] | None, path: list[str], origin: str, prefix: str = "") -> FieldInfo:
-    """The pydantic field a dotted key names; unknown keys and keys below a plain value are errors."""
+def _field_at(
+    model: type[BaseModel] | None, path: list[str], origin: str, prefix: str = ""
+) -> tuple[FieldInfo, list[str]]:
+    """The pydantic field a dotted key names, and the key's path with renamed parts in their new
+    spelling; unknown keys and keys below a plain value are errors."""
     field = None
+    canonical = []
     for part in path:
         if model is None:
             raise XLMUserError(f"{origin}: {prefix[:-1]!r} is a value, not a section with keys")
         fields = model.model_fields
+        renamed = getattr(model, "renamed_keys", {})
+        if part not in fields and part in renamed:
+            warn_renamed(prefix + part, prefix + renamed[part])
+            part = renamed[part]
         if part not in fields:
             raise XLMUserError(f"{origin}: unknown key {prefix + part!r}{_suggestion(part, fields, prefix)}")
         field = fields[part]
+        canonical.append(part)
         model = _section_class(field)
         prefix += part + "."
     assert field is not None
-    return field
+    return field, canonical
 
 
 def _suggestion(key: str, fields: dict[str, Any], prefix: str) -> str:

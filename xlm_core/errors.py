@@ -34,3 +34,7 @@ class TrainingInterrupted(Exception):
         super().__init__(message or f"stopped by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + int(signum)
+
+
+class XLMDeprecationWarning(FutureWarning):
+    """Something renamed that still works for one release; the CLI shows it as one ``warning:`` line."""

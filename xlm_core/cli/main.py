@@ -9,12 +9,18 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
+import warnings
 
 import typer
 
 import xlm_core
 from xlm_core.cli._common import debug_mode, echo_err
-from xlm_core.errors import StrictPluginError, TrainingInterrupted, XLMUserError
+from xlm_core.errors import (
+    StrictPluginError,
+    TrainingInterrupted,
+    XLMDeprecationWarning,
+    XLMUserError,
+)
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -76,9 +82,27 @@ def _register_commands() -> None:
         _registered = True
 
 
+def _show_deprecations_as_one_line() -> None:
+    """A renamed key warns once, as ``warning: ...`` on stderr, not as a Python warning with a source line."""
+    if getattr(warnings.showwarning, "_xlm", False):
+        return
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, XLMDeprecationWarning):
+            echo_err(f"warning: {message}")
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._xlm = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+    warnings.filterwarnings("once", category=XLMDeprecationWarning)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _register_commands()
+    _show_deprecations_as_one_line()
     try:
         # Outside standalone mode click returns, rather than raises, a command's typer.Exit code.
         code = app(args=argv, prog_name="xlm", standalone_mode=False)

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import copy
 import importlib
-from typing import Any, Literal
+import warnings
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xlm_core.errors import XLMDeprecationWarning
+
 ComponentKind = Literal["model", "loss", "predictor", "collator"]
 COMPONENT_KINDS: tuple[ComponentKind, ...] = ("model", "loss", "predictor", "collator")
+
+
+#: The release in which the old spellings of renamed keys stop working.
+RENAMED_KEYS_REMOVED_IN = "0.3.0"
+
+
+def warn_renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is renamed {new}; the old name works until xlm-core {RENAMED_KEYS_REMOVED_IN}",
+        XLMDeprecationWarning,
+        stacklevel=4,
+    )
 
 
 class StrictModel(BaseModel):
@@ -21,9 +36,38 @@ class StrictModel(BaseModel):
 
     No float may be NaN or infinite: such a value passes every bound check and fails
     much later (a learning rate of ``inf`` trains NaN weights).
+
+    ``renamed_keys`` maps the old spelling of a renamed key to the new one: the old
+    one keeps working (in files, ``--set``, saved checkpoints and Python) with a
+    deprecation warning until xlm-core :data:`RENAMED_KEYS_REMOVED_IN`.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_renamed_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.renamed_keys:
+            return data
+        return rename_keys(cls, data)
+
+
+def rename_keys(cls: type[StrictModel], data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``data`` with the old spellings of ``cls``'s renamed keys replaced by the new ones (warned once each)."""
+    renamed = getattr(cls, "renamed_keys", {})
+    if not any(old in data for old in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        if new in data and data[new] != value:
+            raise ValueError(f"{prefix}{old} is the old name of {prefix}{new}, and both are set; keep {new}")
+        data[new] = value
+        warn_renamed(prefix + old, prefix + new)
+    return data
 
 
 class FamilyConfig(StrictModel):
