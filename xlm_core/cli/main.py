@@ -21,6 +21,7 @@ from xlm_core.errors import (
     XLMDeprecationWarning,
     XLMUserError,
 )
+from xlm_core.threads import apply_thread_policy
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -101,6 +102,7 @@ def _show_deprecations_as_one_line() -> None:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    apply_thread_policy()  # before any command imports torch (docs/usage.md, "Threads")
     _register_commands()
     _show_deprecations_as_one_line()
     try:
