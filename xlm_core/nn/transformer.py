@@ -1,7 +1,8 @@
 """The rotary transformer every family builds on: causal (ARLM) or bidirectional (MDLM, MLM, ILM).
 
-Inference state is not kept here: a :class:`KVCache` is created and owned by a
-predictor and passed into ``forward``; the module only reads and appends to it.
+Inference state is not kept here: a :class:`~xlm_core.nn.kv_cache.KVCache` is
+created and owned by a predictor and passed into ``forward``, which only asks it
+for positions and masks, stores each layer's keys and values in it, and advances it.
 """
 
 from __future__ import annotations
@@ -12,45 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xlm_core.nn.kv_cache import KVCache, key_query_mask
 from xlm_core.plugins.manifest import FamilyConfig
 
-
-class KVCache:
-    """Key/value buffers for causal decoding, one slot per position, shared write position.
-
-    Prompts are left-padded so every row writes its next token at the same slot;
-    ``key_mask`` marks which slots hold real tokens. ``select(rows)`` drops
-    finished rows so that they stop costing compute.
-    """
-
-    def __init__(
-        self,
-        n_layers: int,
-        batch_size: int,
-        n_heads: int,
-        head_dim: int,
-        max_length: int,
-        *,
-        device: torch.device | str,
-        dtype: torch.dtype,
-    ):
-        shape = (n_layers, batch_size, n_heads, max_length, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
-        self.length = 0
-        # While no padding has been written, single-token steps need no attention mask at all,
-        # which keeps the per-token cost of batch-1 decoding down to the matrix work.
-        self.dense = True
-
-    @property
-    def capacity(self) -> int:
-        return self.k.shape[3]
-
-    def select(self, rows: Tensor) -> None:
-        self.k = self.k[:, rows]
-        self.v = self.v[:, rows]
-        self.key_mask = self.key_mask[rows]
+__all__ = ["KVCache", "Transformer"]
 
 
 class RMSNorm(nn.Module):
@@ -142,11 +108,7 @@ class Block(nn.Module):
         q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is not None:
-            start = cache.length
-            cache.k[layer, :, :, start : start + length] = k
-            cache.v[layer, :, :, start : start + length] = v
-            k = cache.k[layer, :, :, : start + length]
-            v = cache.v[layer, :, :, : start + length]
+            k, v = cache.store(layer, k, v)
         p = self.dropout.p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
         return self.proj(out.transpose(1, 2).reshape(b, length, d))
@@ -272,19 +234,18 @@ class Transformer(nn.Module):
         if cache is not None:
             if not self.causal:
                 raise ValueError("a KV cache needs a causal transformer")
-            if attention_mask is None:
-                cache.key_mask[:, cache.length : cache.length + length] = True
-            else:
-                cache.key_mask[:, cache.length : cache.length + length] = attention_mask
-                cache.dense = cache.dense and bool(attention_mask.all())
+            cache.extend(attention_mask, length)
         if positions is None:
-            if attention_mask is not None:
-                base = cache.key_mask[:, : cache.length].sum(1, keepdim=True) if cache is not None else 0
-                positions = (base + attention_mask.long().cumsum(1) - 1).clamp(min=0)
+            if cache is not None:
+                positions = cache.positions(attention_mask, length)
+            elif attention_mask is not None:
+                positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
             else:
-                offset = cache.length if cache is not None else 0
-                positions = torch.arange(offset, offset + length, device=device).expand(b, length)
-        attn_mask, is_causal = self._mask(attention_mask, length, cache, device)
+                positions = torch.arange(length, device=device).expand(b, length)
+        if cache is not None:
+            attn_mask, is_causal = cache.attention_mask(length)
+        else:
+            attn_mask, is_causal = self._mask(attention_mask, length, device)
         c = None
         if self.time_embed is not None:
             if cond is None:
@@ -303,38 +264,18 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
         if cache is not None:
-            cache.length += length
+            cache.advance(length)
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.head(hidden)
 
     def _mask(
-        self, attention_mask: Tensor | None, length: int, cache: KVCache | None, device: torch.device
+        self, attention_mask: Tensor | None, length: int, device: torch.device
     ) -> tuple[Tensor | None, bool]:
-        if cache is None and attention_mask is None:
+        if attention_mask is None:
             return None, self.causal
-        if cache is not None and cache.dense:
-            if length == 1:  # one new token may see every cached key
-                return None, False
-            if cache.length == 0:  # a prefill without padding is plain causal attention
-                return None, True
-        if cache is not None:
-            keys = cache.key_mask[:, : cache.length + length]  # already includes the new tokens
-            offset = cache.length
-        else:
-            keys = attention_mask
-            offset = 0
-        n_keys = keys.shape[1]
-        mask = keys[:, None, None, :].expand(-1, 1, length, n_keys)
-        q_pos = torch.arange(length, device=device)[:, None] + offset
-        k_pos = torch.arange(n_keys, device=device)[None, :]
-        if self.causal:
-            mask = mask & (k_pos <= q_pos)
-        # A query whose keys are all hidden (a padding position) would produce NaN;
-        # letting every position see itself keeps the output finite and changes nothing real.
-        mask = mask | (k_pos == q_pos)
-        return mask, False
+        return key_query_mask(attention_mask, length, 0, causal=self.causal, device=device), False
 
 
 def _init_weights(module: nn.Module) -> None:
