@@ -22,7 +22,7 @@ from typing import Any
 import xlm_core
 from xlm_core.errors import PluginError, XLMUserError
 from xlm_core.files import give_user_mode, staging_dir, temp_sibling
-from xlm_core.plugins.manifest import parse_version
+from xlm_core.plugins.manifest import api_compatibility, parse_version
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -183,15 +183,15 @@ def require_family(meta: dict[str, Any], origin: str | os.PathLike):
     plugin = meta["plugin"]
     name, dist, version = plugin["name"], plugin.get("distribution"), plugin.get("version")
     api = plugin.get("api_version")
-    core_major = parse_version(xlm_core.PLUGIN_API_VERSION)[0]
     if api is not None:
         try:
-            major = parse_version(api)[0]
+            compatibility = api_compatibility(api)
         except ValueError:
             raise XLMUserError(
                 f"{origin}: plugin api_version {api!r} is not of the form MAJOR.MINOR"
             ) from None
-        if major != core_major:
+        if compatibility == "other_major":
+            major = parse_version(api)[0]
             raise PluginError(
                 f"{origin} needs plugin API {major}.x but xlm-core {xlm_core.__version__} provides "
                 f"{xlm_core.PLUGIN_API_VERSION}; install xlm-core and {dist or 'the plugin'} built for API {major}.x"

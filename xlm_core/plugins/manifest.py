@@ -295,6 +295,26 @@ def api_version_hint() -> str:
     return f'set api_version="{major}.{minor}" in xlm_family() (xlm_core.PLUGIN_API_VERSION)'
 
 
+ApiCompatibility = Literal["compatible", "newer_minor", "other_major"]
+
+
+def api_compatibility(declared: str) -> ApiCompatibility:
+    """How a plugin API version (a plugin's, or a checkpoint's) relates to this core's.
+
+    The one rule both the registry and checkpoint loading apply: another major
+    version is incompatible; a newer minor version of the same major may use what
+    this core does not provide yet (load, with a warning); anything else is fine.
+    Raises ValueError for a malformed version.
+    """
+    import xlm_core
+
+    major, minor = parse_version(declared)
+    core_major, core_minor = parse_version(xlm_core.PLUGIN_API_VERSION)
+    if major != core_major:
+        return "other_major"
+    return "newer_minor" if minor > core_minor else "compatible"
+
+
 def parse_version(text: str) -> tuple[int, int]:
     """``"1.2"`` or ``"1.2.3"`` -> ``(1, 2)``; raises ValueError on anything else."""
     parts = str(text).split(".")

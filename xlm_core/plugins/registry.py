@@ -31,6 +31,7 @@ from xlm_core.plugins.manifest import (
     ComponentRef,
     FamilyManifest,
     TaskRef,
+    api_compatibility,
     api_version_hint,
     parse_version,
 )
@@ -242,9 +243,9 @@ class Registry:
                 f"{record.name!r}; make them equal"
             )
             return
-        major, minor = parse_version(manifest.api_version)
-        core_major, core_minor = parse_version(xlm_core.PLUGIN_API_VERSION)
-        if major != core_major:
+        compatibility = api_compatibility(manifest.api_version)
+        if compatibility == "other_major":
+            core_major = parse_version(xlm_core.PLUGIN_API_VERSION)[0]
             record.fail(
                 f"targets plugin API {manifest.api_version} but xlm-core {xlm_core.__version__} "
                 f"provides {xlm_core.PLUGIN_API_VERSION}; install a version of "
@@ -253,7 +254,7 @@ class Registry:
                 status="incompatible",
             )
             return
-        if minor > core_minor:
+        if compatibility == "newer_minor":
             record.warnings.append(
                 f"{record.origin} targets plugin API {manifest.api_version}, newer than "
                 f"xlm-core's {xlm_core.PLUGIN_API_VERSION}; upgrade xlm-core"
