@@ -13,6 +13,7 @@ from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, RUN_FILE, r
 from xlm_core.config import TrainingConfig, resolve_run_config
 from xlm_core.data.tasks import build_task
 from xlm_core.metrics import Totals, token_matches
+from xlm_core.pipeline import native_bf16
 from xlm_core.plugins import get_registry
 from xlm_core.runner import train
 from xlm_core.training import lr_factor, param_groups, resolve_precision
@@ -63,9 +64,7 @@ def test_precision_resolution():
     assert resolve_precision(TrainingConfig(precision="auto", accelerator="cpu")) == "32-true"
     assert resolve_precision(TrainingConfig(precision="32")) == "32-true"
     assert resolve_precision(TrainingConfig(precision="bf16-mixed")) == "bf16-mixed"
-    expected = (
-        "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
-    )
+    expected = "bf16-mixed" if native_bf16() else "32-true"
     assert resolve_precision(TrainingConfig(precision="auto")) == expected
 
 

@@ -224,20 +224,28 @@ class RunWriter(Callback):
         pl_module: L.LightningModule,
         directory: Path,
         model: nn.Module | None = None,
-    ) -> None:
-        """Write a checkpoint of ``model`` (default: the module's model). Every rank calls this."""
+    ) -> nn.Module:
+        """Write a checkpoint of ``model`` (default: the module's model) and return what was written
+        (on the main process; see :func:`gathered_model`). Every rank calls this."""
         model = model if model is not None else gathered_model(trainer, pl_module)
         if trainer.is_global_zero:
             meta = {**self.meta, "step": trainer.global_step}
             write_checkpoint(directory, model=model, tokenizer=self.tokenizer, meta=meta)
         trainer.strategy.barrier("xlm-export")
+        return model
+
+
+def is_sharded(strategy: Any) -> bool:
+    """Whether ``strategy`` splits the weights across processes (FSDP, model parallel)."""
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(strategy, FSDPStrategy | ModelParallelStrategy)
 
 
 def gathered_model(trainer: L.Trainer, pl_module: Any) -> nn.Module:
-    """The family model with all its weights on this rank: gathered into a CPU copy when sharded."""
-    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-
-    if not isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy):
+    """The family model with all its weights on the main process: gathered into a CPU copy when
+    sharded (other processes get an unfilled copy). Every rank calls this."""
+    if not is_sharded(trainer.strategy):
         return pl_module.model
     state = trainer.strategy.lightning_module_state_dict()  # collective: every rank takes part
     copy = pl_module.model_class(pl_module.run_config.model, pl_module.vocab)

@@ -1,16 +1,19 @@
 """A trained model ready to use: ``xlm_core.load(path)`` -> :class:`Pipeline`.
 
 ``generate`` samples, ``score`` measures likelihood, ``evaluate`` does both over
-a split (what ``xlm eval`` prints). Every example's sampling seed derives from
-the evaluation seed and the example's index, so results do not depend on batch
-size. Loading reads ``config.json``, ``tokenizer.json`` and ``model.safetensors``
-only; the task's data is generated or read only when a split is needed.
+a split (what ``xlm eval`` prints). Every example's sampling and corruption
+seeds derive from the evaluation seed and the example's index, so results do not
+depend on batch size. Loading reads ``config.json``, ``tokenizer.json`` and
+``model.safetensors`` only; the task's data is generated or read only when a
+split is needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -251,17 +254,18 @@ class Pipeline:
                 collate = EvalCollate(self.collator, seed, draw)
                 for start in range(0, len(indexed), size):
                     chunk = indexed[start : start + size]
-                    out = self.loss(self.model, collate(chunk).to(self.device))
-                    nll_sum = None if out.nll_sum is None else float(out.nll_sum)
-                    metrics = {k: float(v) for k, v in out.metrics.items()}
-                    totals.add_loss(
-                        len(chunk),
-                        float(out.loss),
-                        int(out.n_tokens),
-                        nll_sum,
-                        metrics,
-                        loss_weight=float(out.eval_weight(len(chunk))),
-                    )
+                    for batch in collate(chunk).to(self.device).parts:
+                        out = self.loss(self.model, batch)
+                        nll_sum = None if out.nll_sum is None else float(out.nll_sum)
+                        metrics = {k: float(v) for k, v in out.metrics.items()}
+                        totals.add_loss(
+                            batch.size,
+                            float(out.loss),
+                            int(out.n_tokens),
+                            nll_sum,
+                            metrics,
+                            loss_weight=float(out.eval_weight(batch.size)),
+                        )
                     bar.update(len(chunk))
 
     def _predict(
@@ -313,10 +317,63 @@ class Pipeline:
         if (
             self.device.type == "cuda"
             and precision in ("auto", "bf16-mixed")
-            and torch.cuda.is_bf16_supported()
+            and native_bf16(self.device)
         ):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+_ASK_BF16 = (
+    "import sys, torch; torch.cuda.set_device(int(sys.argv[1])); "
+    "print(torch.cuda.is_bf16_supported(including_emulation=False))"
+)
+
+
+@functools.cache
+def native_bf16(device: torch.device | str = "cuda") -> bool:
+    """Whether a CUDA device has native bf16 (emulated bf16, on a V100 or T4, is slower than fp32).
+
+    Asked without initialising CUDA in this process when it is not yet: a launcher that
+    forks its workers needs it uninitialised, so the question goes to a short subprocess.
+    """
+    if torch.cuda.device_count() == 0:  # counts through NVML, without initialising CUDA
+        return False
+    index = torch.device(device).index
+    if torch.cuda.is_initialized():
+        with torch.cuda.device(torch.cuda.current_device() if index is None else index):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+    try:
+        answer = subprocess.run(
+            [sys.executable, "-c", _ASK_BF16, str(index or 0)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return answer.stdout.strip() == "True"
+
+
+def resolve_device(device: torch.device | str | None = None) -> torch.device:
+    """``device`` (cpu, cuda, cuda:1, ...) if this machine has it; None: cuda if available, else cpu."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError):
+        message = f"device {str(device)!r} is not a device name (cpu, cuda, cuda:1, ...)"
+        raise XLMUserError(message) from None
+    if resolved.type == "cpu":
+        return resolved
+    accelerator = torch.accelerator.current_accelerator()
+    count = torch.accelerator.device_count() if accelerator is not None else 0
+    if accelerator is None or accelerator.type != resolved.type or (resolved.index or 0) >= count:
+        here = "no accelerator" if accelerator is None else f"{count} {accelerator.type} device(s)"
+        raise XLMUserError(f"device {str(device)!r} is not available here ({here}); use cpu")
+    return resolved
 
 
 def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:
@@ -325,6 +382,7 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     Problems are one-line :class:`XLMUserError` s: a missing plugin names what to
     ``pip install``; a corrupt or truncated file is named.
     """
+    device = resolve_device(device)
     directory = find_checkpoint(path)
     meta = read_meta(directory)
     family = require_family(meta, directory)
@@ -333,8 +391,6 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     kind, shape, task = _task_info(meta, run_config, directory)
     model = family.component("model")(run_config.model, tokenizer.vocab)
     load_weights(model, directory)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return Pipeline(
         family=family,
         run_config=run_config,

@@ -2,9 +2,11 @@
 
 Hardware, precision and distribution (DDP, FSDP, several nodes) are Lightning's:
 ``training.accelerator/devices/strategy/num_nodes/precision`` pass straight
-through. During training ``RunWriter`` writes ``step-<N>/`` checkpoints and
-``lightning/last.ckpt`` (for ``--resume``); at the end ``final/`` is written and,
-on the main process, evaluated on the test split.
+through, except that ``devices: auto`` means one device (each device adds a batch
+to every step, so using several is asked for by number). During training
+``RunWriter`` writes ``step-<N>/`` checkpoints and ``lightning/last.ckpt`` (for
+``--resume``); at the end ``final/`` is written and, on the main process,
+evaluated on the test split.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from xlm_core.callbacks import EMA, FiniteLossGuard, GracefulStop, RunWriter
 from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, LOGS_DIR, RUN_FILE, make_meta
@@ -148,7 +151,8 @@ def train(
             ema.apply_average(module)  # final/ holds the averaged weights
         final = run_dir / FINAL_DIR
         guard.check(trainer)
-        writer.export(trainer, module, final)
+        # Under FSDP module.model still holds this process's shards: evaluate the gathered copy.
+        final_model = writer.export(trainer, module, final)
 
     result = TrainResult(
         run_dir, final, trainer.global_step, training.max_steps, seconds, trainer.is_global_zero
@@ -157,7 +161,7 @@ def train(
         pipeline = Pipeline(
             family=family,
             run_config=run_config,
-            model=module.model,
+            model=final_model,
             tokenizer=task.tokenizer,
             task_kind=task.kind,
             shape=task.shape,
@@ -224,6 +228,8 @@ def build_trainer(
 
     training = run_config.training
     every = log_interval(training.max_steps)
+    # Each device adds a batch to every step at the same learning rate: several only on request.
+    devices = 1 if training.devices == "auto" else training.devices
     _quiet_lightning_tips()
     loggers: list[Any] = [CSVLogger(run_dir, name=LOGS_DIR)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
@@ -232,9 +238,9 @@ def build_trainer(
     if progress:
         extra.append(TQDMProgressBar(refresh_rate=every))
     try:
-        return L.Trainer(
+        trainer = L.Trainer(
             accelerator=training.accelerator,
-            devices=training.devices,
+            devices=devices,
             strategy=training.strategy,
             num_nodes=training.num_nodes,
             precision=resolve_precision(training),
@@ -249,6 +255,7 @@ def build_trainer(
             callbacks=[*callbacks, *extra],
             enable_checkpointing=False,  # RunWriter writes last.ckpt and the safetensors checkpoints
             plugins=[RunStateIO()],
+            use_distributed_sampler=False,  # XLMDataModule divides the data itself
             enable_progress_bar=progress,
             enable_model_summary=progress,
             default_root_dir=run_dir,
@@ -257,6 +264,12 @@ def build_trainer(
         # Lightning's word on an impossible combination (--devices 4 on one GPU, an unknown strategy, ...)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise XLMUserError(f"cannot set up training hardware: {reason}") from exc
+    global_batch = training.batch_size * trainer.num_devices * trainer.num_nodes
+    rank_zero_info(
+        f"global batch: {global_batch} examples per step ({training.batch_size} per device × "
+        f"{trainer.num_devices} device(s) × {trainer.num_nodes} node(s))"
+    )
+    return trainer
 
 
 class _NoTips(logging.Filter):

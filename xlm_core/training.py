@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -21,31 +22,66 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 
 from xlm_core.components import Batch, DataShape, Vocab
-from xlm_core.data.datamodule import PromptBatch, derived_seed
+from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
 from xlm_core.metrics import exact_match, token_matches
+from xlm_core.pipeline import native_bf16
 
 # -- optimisation -----------------------------------------------------------------------------
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on weight matrices only, never on norms, biases or embeddings.
+#: Prefixes that wrappers (FSDP, activation checkpointing, torch.compile) add to parameter names.
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
-    A tied output head shares the embedding's parameter and so is not decayed either.
+
+def _named_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``named_parameters()`` (a tied parameter once), named as in the unwrapped model."""
+    for name, p in model.named_parameters():
+        for prefix in _WRAPPER_PREFIXES:
+            name = name.replace(prefix, "")
+        yield name, p
+
+
+def no_decay_names(model: nn.Module) -> frozenset[str]:
+    """Parameters AdamW does not decay: norms, biases and embeddings (and a head tied to one).
+
+    Decided on the unwrapped model and kept by name: FSDP flattens every parameter into
+    a 1-D shard, after which every parameter would look like a bias.
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
-    for p in model.parameters():  # parameters() yields a tied parameter once
+    return frozenset(n for n, p in _named_parameters(model) if p.ndim < 2 or id(p) in embeddings)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, no_decay: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices only, never on norms, biases or embeddings.
+
+    ``no_decay`` (:func:`no_decay_names` of the model before a strategy wrapped it)
+    decides; without it the model must be unwrapped. A tied output head shares the
+    embedding's parameter and so is not decayed either.
+    """
+    skip = no_decay_names(model) if no_decay is None else no_decay
+    decay, rest, names = [], [], set()
+    for name, p in _named_parameters(model):
+        names.add(name)
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or id(p) in embeddings else decay).append(p)
+            (rest if name in skip else decay).append(p)
+    if not skip <= names:  # a wrapper renamed them, and they would be decayed without a word
+        raise RuntimeError(f"parameters renamed by a wrapper: {sorted(skip - names)[:3]}")
     return [
         {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": rest, "weight_decay": 0.0},
     ]
 
 
-def build_optimizer(model: nn.Module, training: Any, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    training: Any,
+    device: torch.device,
+    no_decay: frozenset[str] | None = None,
+) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        param_groups(model, training.weight_decay),
+        param_groups(model, training.weight_decay, no_decay),
         lr=training.lr,
         betas=tuple(training.betas),
         fused=device.type == "cuda",
@@ -65,13 +101,13 @@ def lr_factor(step: int, training: Any) -> float:
 
 
 def resolve_precision(training: Any) -> str:
-    """Lightning's precision string; ``auto`` means bf16 autocast on a GPU that supports it, else fp32."""
+    """Lightning's precision string; ``auto``: bf16 autocast on a GPU with native bf16, else fp32."""
     if training.precision == "32":
         return "32-true"
     if training.precision != "auto":
         return training.precision
-    on_cuda = training.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
+    on_cuda = training.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_cuda and native_bf16() else "32-true"
 
 
 def log_interval(max_steps: int) -> int:
@@ -94,6 +130,7 @@ class XLMModule(L.LightningModule):
         self.run_config = run_config
         self.model_class = components["model"]
         self.model = self.model_class(config, vocab)
+        self.no_decay = no_decay_names(self.model)  # before any strategy wraps the model
         self.loss_fn = components["loss"](config, vocab)
         self.predictor = components["predictor"](config, vocab, shape)
         self.nll_kind: str = type(self.loss_fn).nll_kind
@@ -108,11 +145,13 @@ class XLMModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         out = self.loss_fn(self.model, batch)
         # Logging costs Python time and, on a GPU, a sync when the bar reads it: log only on the
-        # steps Lightning writes (it writes when (step + 1) % log_every_n_steps == 0).
+        # steps Lightning writes (it writes when (step + 1) % log_every_n_steps == 0). sync_dist
+        # averages over processes, a collective that every process reaches on these same steps.
         if (self.global_step + 1) % self.log_every == 0:
-            self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=batch.size)
+            size = batch.size
+            self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size, sync_dist=True)
             for name, value in out.metrics.items():
-                self.log(f"train/{name}", value, batch_size=batch.size)
+                self.log(f"train/{name}", value, batch_size=size, sync_dist=True)
         return out.loss
 
     def on_train_start(self) -> None:
@@ -133,7 +172,7 @@ class XLMModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         training = self.run_config.training
-        optimizer = build_optimizer(self.model, training, self.device)
+        optimizer = build_optimizer(self.model, training, self.device, self.no_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, training)
         )
@@ -151,24 +190,31 @@ class XLMModule(L.LightningModule):
         self._val_predictions = None
 
     def validation_step(
-        self, batch: Batch | PromptBatch, batch_idx: int, dataloader_idx: int = 0
+        self, batch: EvalBatch | PromptBatch, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if isinstance(batch, PromptBatch):
             self._predict_batch(batch)
             return
+        for part in batch.parts:
+            self._add_loss(part, batch.counted)
+
+    def _add_loss(self, batch: Batch, counted: bool) -> None:
         out = self.loss_fn(self.model, batch)
-        sums, size = self._val_sums, batch.size
+        size = batch.size
         weight = torch.as_tensor(out.eval_weight(size), device=self.device).double()
-        sums["examples"] += size
-        sums["loss"] += out.loss.detach().double() * weight
-        sums["loss_weight"] += weight
-        sums["n_tokens"] += out.n_tokens.double()
+        values = {
+            "examples": size,
+            "loss": out.loss.detach().double() * weight,
+            "loss_weight": weight,
+            "n_tokens": out.n_tokens,
+            **{f"metric/{n}": torch.as_tensor(v).detach() * size for n, v in out.metrics.items()},
+        }
         if out.nll_sum is not None:
-            sums["nll_sum"] += out.nll_sum.detach().double()
-        for name, value in out.metrics.items():
-            sums[f"metric/{name}"] += (
-                torch.as_tensor(value, device=self.device).detach().double() * size
-            )
+            values["nll_sum"] = out.nll_sum.detach()
+        # Every process adds the same names (the sum over processes needs them); one that only
+        # repeats a replicated evaluation adds zeros.
+        for name, value in values.items():
+            self._val_sums[name] += torch.as_tensor(value, device=self.device).double() * counted
 
     def _predict_batch(self, batch: PromptBatch) -> None:
         """Decode a batch of validation prompts; results are stored per example index."""
@@ -222,7 +268,7 @@ class XLMModule(L.LightningModule):
             local = torch.zeros(
                 5, self.trainer.datamodule.predict_count, dtype=torch.float64, device=self.device
             )
-        # A distributed sampler may hand an example to two ranks; both decode it identically, so max merges.
+        # An example is decoded by one process, or identically by all (sharded model): max merges.
         merged = self.all_gather(local)
         if merged.dim() == 3:
             merged = merged.max(dim=0).values

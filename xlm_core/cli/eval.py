@@ -8,12 +8,14 @@ from pathlib import Path
 import typer
 
 from xlm_core.cli._common import print_json
+from xlm_core.cli.generate import DEVICE_OPTION, open_checkpoint
 
 EPILOG = (
     "Examples:\n\n"
     "  xlm eval --checkpoint runs/NAME/final --limit 500\n\n"
     "  xlm eval --checkpoint runs/NAME --split validation --json\n\n"
-    "  xlm eval --checkpoint runs/NAME --set predictor.temperature=0 --json"
+    "  xlm eval --checkpoint runs/NAME --set predictor.temperature=0 --json\n\n"
+    "  xlm eval --checkpoint runs/NAME --device cpu"
 )
 
 
@@ -37,15 +39,15 @@ def evaluate(
         help="Sampling setting, e.g. --set predictor.temperature=0.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    device: str | None = DEVICE_OPTION,
 ) -> None:
     """Evaluate a checkpoint: task accuracy, per-token NLL and ppl, NFE and speed.
 
     Prompted tasks report seq_acc and token_acc; nll is exact or a bound, as nll_kind says.
     """
-    from xlm_core.cli.generate import open_checkpoint
     from xlm_core.cli.train import format_metrics
 
-    pipeline, overrides = open_checkpoint(checkpoint, sets)
+    pipeline, overrides = open_checkpoint(checkpoint, sets, device)
     limit = limit if limit is not None else pipeline.run_config.eval.limit
     metrics = pipeline.evaluate(split.value, limit, progress=not json_out, **overrides)
     if json_out:

@@ -13,7 +13,12 @@ EPILOG = (
     "  xlm generate --checkpoint runs/NAME/final       (first 4 test prompts, or 4 texts)\n\n"
     "  xlm generate --checkpoint runs/NAME --prompt '1 2 3 4 1 5' --num-samples 3 --seed 7\n\n"
     "  xlm generate --checkpoint runs/NAME --show-steps --set predictor.temperature=0\n\n"
-    "  xlm generate --checkpoint runs/NAME --json"
+    "  xlm generate --checkpoint runs/NAME --json\n\n"
+    "  xlm generate --checkpoint runs/NAME --device cuda:1"
+)
+
+DEVICE_OPTION = typer.Option(
+    None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)."
 )
 
 
@@ -46,9 +51,10 @@ def generate(
     show_steps: bool = typer.Option(
         False, "--show-steps", help="Show the sequence after every decoding step."
     ),
+    device: str | None = DEVICE_OPTION,
 ) -> None:
     """Sample from a trained model. Without --prompt: test prompts (prompted tasks) or unconditional text."""
-    pipeline, overrides = open_checkpoint(checkpoint, sets)
+    pipeline, overrides = open_checkpoint(checkpoint, sets, device)
     results = pipeline.generate(
         prompts or None,
         num_samples=num_samples,
@@ -80,8 +86,9 @@ def generate(
         typer.echo(f"    steps {r.steps} · nfe {r.nfe} · {len(r.ids)} tokens")
 
 
-def open_checkpoint(checkpoint: Path, sets: list[str] | None):
-    """Check the checkpoint and the ``--set predictor.*`` overrides, then load (only then is torch imported)."""
+def open_checkpoint(checkpoint: Path, sets: list[str] | None, device: str | None = None):
+    """Check the checkpoint and the ``--set predictor.*`` overrides, then load onto ``device``
+    (only then is torch imported)."""
     from xlm_core.checkpoint import find_checkpoint, read_meta, require_family
     from xlm_core.config import parse_section_sets
 
@@ -91,7 +98,7 @@ def open_checkpoint(checkpoint: Path, sets: list[str] | None):
 
     from xlm_core.pipeline import load
 
-    pipeline = load(directory)
+    pipeline = load(directory, device)
     pipeline.settings(**overrides)  # cross-field checks (e.g. min <= max) before any sampling
     return pipeline, overrides
 

@@ -8,12 +8,15 @@ same sample alone or in any batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Confidence = Literal["top_prob", "margin", "neg_entropy"]
+from xlm_core.plugins.manifest import ConfidenceKind
+
+#: Deprecated alias of :data:`xlm_core.plugins.ConfidenceKind`, the one Literal of confidence
+#: kinds (settings validate against it); removed in xlm-core 0.3.0.
+Confidence = ConfidenceKind
 
 
 def make_generators(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
@@ -26,8 +29,10 @@ def make_generators(seeds: Sequence[int], device: torch.device | str = "cpu") ->
     return gens
 
 
-def _generator_device(device: torch.device | str) -> str:
-    return "cuda" if torch.device(device).type == "cuda" else "cpu"
+def _generator_device(device: torch.device | str) -> torch.device:
+    # The index stays: a generator on plain "cuda" is the current device's, maybe not the model's.
+    device = torch.device(device)
+    return device if device.type == "cuda" else torch.device("cpu")
 
 
 def uniform(generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device | str) -> Tensor:

@@ -1,0 +1,71 @@
+"""Choosing hardware: ``--device`` for generate/eval, bf16 detection, per-row generators' device."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+
+from xlm_core.checkpoint import make_meta, write_checkpoint
+from xlm_core.config import TrainingConfig, resolve_run_config
+from xlm_core.data.tasks import build_task
+from xlm_core.nn.sampling import _generator_device
+from xlm_core.pipeline import native_bf16, task_info
+from xlm_core.plugins import get_registry
+from xlm_core.training import resolve_precision
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = resolve_run_config("arlm", sets=["model.d_model=32", "model.n_layers=2"])
+    family = get_registry().get("arlm")
+    task = build_task(config.task)
+    return write_checkpoint(
+        tmp_path_factory.mktemp("devices") / "final",
+        model=family.component("model")(config.model, task.tokenizer.vocab),
+        tokenizer=task.tokenizer,
+        meta=make_meta(config, family, task_info(task)),
+    )
+
+
+def test_eval_and_generate_run_on_the_device_asked_for(checkpoint, cli):
+    for args in (["eval", "--limit", "2"], ["generate", "-n", "1"]):
+        done = cli(*args, "--checkpoint", str(checkpoint), "--device", "cpu", "--json")
+        assert done.code == 0, done.err
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "gpu0"])
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_a_device_this_machine_lacks_is_one_line_and_exit_2(checkpoint, cli, command, device):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has an eighth GPU")
+    done = cli(command, "--checkpoint", str(checkpoint), "--device", device)
+    assert done.code == 2 and len(done.err.strip().splitlines()) == 1, done.err
+    assert f"device {device!r}" in done.err and "Traceback" not in done.err
+
+
+def test_a_per_row_generator_stays_on_the_models_gpu():
+    assert _generator_device("cuda:1") == torch.device("cuda:1")
+    assert _generator_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_bf16_is_asked_natively_without_initialising_cuda_here(monkeypatch):
+    # Seen from a launcher process on a V100: CUDA present, not initialised, bf16 only emulated.
+    asked = []
+
+    def ask(command, **kwargs):
+        asked.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout="False\n")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: pytest.fail("asked here"))
+    monkeypatch.setattr(subprocess, "run", ask)
+    native_bf16.cache_clear()
+    try:
+        assert resolve_precision(TrainingConfig(precision="auto")) == "32-true"
+        assert resolve_precision(TrainingConfig(precision="auto")) == "32-true"
+    finally:
+        native_bf16.cache_clear()
+    assert len(asked) == 1 and "including_emulation=False" in asked[0][2]  # asked once, then kept
