@@ -15,6 +15,7 @@ from torch import nn
 
 from xlm_core.components import Batch, LossOutput, ModelOutput
 from xlm_core.errors import PluginError
+from xlm_core.plugins import hookimpl
 from xlm_core.testing import CHECK_NAMES, TINY_VOCAB, CheckResult, run_check, run_conformance
 
 REF: dict[str, type] = {}  # the reference family's component classes, filled per test
@@ -323,20 +324,39 @@ def test_validate_prints_one_fail_resolve_line_for_a_bad_component_path(
     assert result.out.splitlines()[-1] == "FAILED (1 plugin): ghost/resolve"
 
 
-def test_a_preset_that_does_not_validate_fails_the_presets_check(
+def test_a_preset_that_does_not_validate_fails_the_plugin_at_load(
     registry, make_fake_plugin, scaffolded
 ):
     manifest = scaffolded.plugin_module().xlm_family()
+    bad = {"tiny": {"model": {"d_model": 64}}, "fast": {"predictor": {"stepz": 2}}}
     plugin = make_fake_plugin(
         "badpreset",
         config=manifest.config,
         settings=manifest.predictor_settings,
         components=scaffolded.component_paths(),
-        presets={"tiny": {"model": {"d_model": 64}}, "fast": {"predictor": {"stepz": 2}}},
+        presets=bad,
     )
-    registry.register(plugin, name="badpreset")
+    record = registry.register(plugin, name="badpreset")
+    assert record.status == "failed"
+    assert "preset 'fast' section 'predictor': unknown key 'predictor.stepz'" in record.error
+    assert "\n" not in record.error
+
+    # A manifest made without validation (model_copy) still meets the kit's presets check.
+    unchecked = make_fake_plugin(
+        "unchecked",
+        config=manifest.config,
+        settings=manifest.predictor_settings,
+        components=scaffolded.component_paths(),
+    )
+
+    @hookimpl
+    def xlm_family():
+        return manifest.model_copy(update={"name": "unchecked", "presets": bad})
+
+    unchecked.xlm_family = xlm_family
+    assert registry.register(unchecked, name="unchecked").status == "ok"
     with pytest.raises(AssertionError, match="preset 'fast' section 'predictor': .*stepz"):
-        run_check("badpreset", "presets")
+        run_check("unchecked", "presets")
 
 
 # -- the entry module imports without torch ----------------------------------------------------

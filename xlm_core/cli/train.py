@@ -5,7 +5,6 @@ Everything the user typed is checked before torch is imported or a file is touch
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -152,11 +151,12 @@ def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **o
 def check_task_name(name: str) -> None:
     """Reject an unknown task before any work, suggesting the closest known name."""
     from xlm_core.data.tasks import list_tasks
+    from xlm_core.utils import suggest
 
     known = [info.name for info in list_tasks()]
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = suggest(name, known)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise fail(f"unknown task {name!r}{hint}; known tasks: {', '.join(known)}")
 
 

@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 
 from xlm_core.components import DataShape, Example
+from xlm_core.config import STAR_TASKS
 from xlm_core.data.tokenizers import Tokenizer
 from xlm_core.errors import XLMUserError
 
@@ -81,6 +82,8 @@ _SPECS = (
     StarSpec("star-hard", degree=5, min_arm=6, max_arm=12, min_plan=5, num_labels=56),
 )
 STAR_SPECS: dict[str, StarSpec] = {spec.name: spec for spec in _SPECS}
+# The run config routes exactly these names to the star task record (xlm_core.config.task).
+assert tuple(STAR_SPECS) == STAR_TASKS, "STAR_SPECS and xlm_core.config.STAR_TASKS must name the same tasks"
 
 
 @attrs.frozen

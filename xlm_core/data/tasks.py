@@ -7,7 +7,6 @@ the CLI and checkpoint loading get a task.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Literal, Protocol, runtime_checkable
 import attrs
 
 from xlm_core.components import DataShape, Example
-from xlm_core.config import TaskConfig
+from xlm_core.config import TEXT_TASK, StarTaskConfig, TaskConfig, TextTaskConfig
 from xlm_core.data.star import STAR_SPECS, StarTask
 from xlm_core.data.tokenizers import Tokenizer
 from xlm_core.errors import PluginError, XLMUserError
+from xlm_core.utils import suggest
 
 TaskKind = Literal["prompted", "text"]
 SplitName = Literal["train", "validation", "test"]
 BUILT_IN = "built-in"
-TEXT_TASK = "text"
 TEXT_DESCRIPTION = (
     "language modelling on a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset"
 )
@@ -90,13 +89,13 @@ def build_task(config: TaskConfig, *, tokenizer_path: str | Path | None = None) 
     ``tokenizer_path`` (a ``tokenizer.json`` or a directory holding one) reuses a
     saved tokenizer, as checkpoint loading does, instead of building or training one.
     """
-    name = config.name
-    if name in STAR_SPECS:
-        return StarTask(STAR_SPECS[name], config.seed, tokenizer_path=tokenizer_path)
-    if name == TEXT_TASK:
+    if isinstance(config, StarTaskConfig):
+        return StarTask(STAR_SPECS[config.name], config.seed, tokenizer_path=tokenizer_path)
+    if isinstance(config, TextTaskConfig):
         from xlm_core.data.text import TextTask
 
         return TextTask(config, tokenizer_path=tokenizer_path)
+    name = config.name
     providers = _plugin_tasks().get(name)
     if not providers:
         raise XLMUserError(_unknown_task_message(name))
@@ -155,6 +154,6 @@ def _accepts(func: Callable[..., object], keyword: str) -> bool:
 
 def _unknown_task_message(name: str) -> str:
     known = [info.name for info in list_tasks()]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = suggest(name, known)
+    hint = f"; did you mean {close!r}?" if close else ""
     return f"unknown task {name!r} (known: {', '.join(known)}){hint}"

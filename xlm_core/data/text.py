@@ -1,6 +1,6 @@
 """The ``text`` task: language modelling on local files or a Hugging Face dataset.
 
-Sources (``TaskConfig``): ``path`` - a ``.txt`` (one document per line),
+Sources (``TextTaskConfig``): ``path`` - a ``.txt`` (one document per line),
 ``.jsonl`` or ``.parquet`` file, or a folder of them - or ``dataset`` (+
 ``dataset_config``), loaded with ``datasets.load_dataset``. Empty documents are
 dropped. Splits missing from the source (``validation``, ``test``) are each
@@ -15,7 +15,7 @@ name/config), the tokenizer's content, ``block_size``, ``pack`` and the hold-out
 Reading examples memory-maps the Arrow files, so corpora larger than RAM work.
 
 Tokenizer: ``tokenizer_path`` (a saved run's tokenizer) if given, else
-``TaskConfig.tokenizer``, else a byte-level BPE trained on the training split
+``TextTaskConfig.tokenizer``, else a byte-level BPE trained on the training split
 (cached under ``cache_dir/text/tokenizer-<key>``).
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from xlm_core.components import DataShape, Example
-from xlm_core.config import TaskConfig
+from xlm_core.config import TextTaskConfig
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
 from xlm_core.errors import XLMUserError
 
@@ -66,7 +66,7 @@ class TextTask:
 
     kind: Literal["text"] = "text"
 
-    def __init__(self, config: TaskConfig, *, tokenizer_path: str | Path | None = None):
+    def __init__(self, config: TextTaskConfig, *, tokenizer_path: str | Path | None = None):
         if (config.path is None) == (config.dataset is None):
             raise XLMUserError(
                 "task 'text' needs exactly one of task.path (a local file or folder) "

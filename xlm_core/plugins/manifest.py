@@ -11,9 +11,11 @@ import importlib
 import warnings
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from xlm_core.errors import XLMDeprecationWarning
+from xlm_core.errors import XLMDeprecationWarning, XLMUserError
+from xlm_core.utils import deep_merge
 
 ComponentKind = Literal["model", "loss", "predictor", "collator"]
 COMPONENT_KINDS: tuple[ComponentKind, ...] = ("model", "loss", "predictor", "collator")
@@ -113,7 +115,11 @@ class FamilyConfig(StrictModel):
 
 
 class PredictorSettings(StrictModel):
-    """Base class of a family's sampling settings (``--set predictor.<key>=...``)."""
+    """Base class of a family's sampling settings (``--set predictor.<key>=...``).
+
+    One concept has one name in every family (docs/usage.md, "Predictor settings"). An old
+    spelling in ``renamed_keys`` keeps working, set or read, with a deprecation warning.
+    """
 
     temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 means greedy.")
     top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens.")
@@ -122,17 +128,31 @@ class PredictorSettings(StrictModel):
         None, ge=1, description="Length budget of the generated target; default: the task's target length."
     )
 
+    def __getattr__(self, name: str) -> Any:  # only called for names that are not attributes
+        new = type(self).renamed_keys.get(name)
+        if new is None:
+            return super().__getattr__(name)  # type: ignore[misc]
+        warn_renamed(name, new)
+        return getattr(self, new)
+
 
 ConfidenceKind = Literal["top_prob", "margin", "neg_entropy"]
 
 
 class ConfidenceSettings(PredictorSettings):
-    """Settings of confidence-ordered unmasking, for families that decode a masked window (MDLM, MLM, ...).
+    """Settings of families that decode a masked window by confidence (MDLM, MLM, ...).
 
+    ``sampler`` offers ``confidence`` and ``threshold`` (``xlm_core.nn.unmasking``); a family
+    with samplers of its own redeclares it with a wider ``Literal``, in the same place.
     Confidence is read from the model's own distribution (temperature 1, unfiltered),
     so ``threshold`` means the same thing at every sampling temperature.
     """
 
+    sampler: Literal["confidence", "threshold"] = Field(
+        "confidence",
+        description="confidence: unmask the k most confident positions per step; "
+        "threshold: unmask every position whose confidence exceeds `threshold` (at least one per step).",
+    )
     k: int = Field(1, ge=1, description="confidence: positions unmasked per step.")
     confidence: ConfidenceKind = Field(
         "top_prob",
@@ -143,6 +163,12 @@ class ConfidenceSettings(PredictorSettings):
         0.9,
         description="threshold: unmask positions whose confidence is above this value, on the scale of "
         "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
+    )
+    reuse_logits: bool = Field(
+        True,
+        description="Reuse a row's last logits instead of a forward pass when its input did not change "
+        "since they were computed (identical samples, fewer forward passes); a model that sees the "
+        "decoding step (a time-conditioned MDLM) always recomputes.",
     )
 
 
@@ -199,18 +225,8 @@ def standard_presets(**overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     presets = copy.deepcopy(STANDARD_PRESETS)
     for name, change in overrides.items():
-        presets[name] = _merge(presets.get(name, {}), change)
+        presets[name] = deep_merge(presets.get(name, {}), change)
     return presets
-
-
-def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 class ComponentRef(BaseModel):
@@ -257,7 +273,7 @@ class FamilyManifest(BaseModel):
     description: str = ""
     config: type = Field(description="The family's config class, a subclass of FamilyConfig.")
     predictor_settings: type = Field(PredictorSettings, description="Sampling settings class.")
-    presets: dict[str, dict[str, Any]] = Field(default_factory=standard_presets)
+    presets: dict[str, dict[str, Any]] = Field(default_factory=standard_presets, validate_default=True)
 
     @field_validator("config")
     @classmethod
@@ -275,6 +291,21 @@ class FamilyManifest(BaseModel):
             raise ValueError(
                 f"predictor_settings {value!r} must subclass xlm_core.plugins.PredictorSettings"
             )
+        return value
+
+    @field_validator("presets")
+    @classmethod
+    def _presets_validate(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> Any:
+        """A preset that does not apply cleanly over the defaults fails the plugin at load, not at train time."""
+        config, settings = info.data.get("config"), info.data.get("predictor_settings")
+        if config is None or settings is None:  # already reported: the presets cannot be checked
+            return value
+        from xlm_core.config import check_presets  # the config package imports this module
+
+        try:
+            check_presets(value, config, settings)
+        except XLMUserError as exc:
+            raise PydanticCustomError("preset", "{problem}", {"problem": str(exc)}) from None
         return value
 
     @field_validator("api_version")
