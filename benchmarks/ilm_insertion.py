@@ -35,7 +35,7 @@ def settings_grid() -> list[tuple[str, dict[str, Any]]]:
     for k in (2, 4):
         for tau in (0.1, 0.2, 0.3, 0.4):
             grid.append((f"parallel k={k} τ={tau}", {"parallel_k": k, "parallel_threshold": tau}))
-    return [(label, {"temperature": 0.0, "sampling": "joint", **s}) for label, s in grid]
+    return [(label, {"temperature": 0.0, "sampler": "joint", **s}) for label, s in grid]
 
 
 def main() -> None:

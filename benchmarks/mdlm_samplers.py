@@ -3,7 +3,7 @@
 Decodes the same test examples with one trained MDLM under each setting:
 
 - ancestral sampling with T = L steps (L = target length), one forward pass per step,
-- the same sampler reusing p(x0) for rows whose window did not change (cache),
+- the same sampler reusing p(x0) for rows whose window did not change (reuse_logits),
 - confidence decoding, the most confident position per step (k = 1),
 - threshold decoding with tau in {0.5, 0.7, 0.9} (every position above tau, at least one),
 
@@ -39,8 +39,8 @@ GOAL_NFE_RATIO, GOAL_SPEEDUP = 3.0, 2.0
 def settings_grid() -> list[tuple[str, dict[str, Any]]]:
     """(label, predictor overrides) for every setting the benchmark compares."""
     grid: list[tuple[str, dict[str, Any]]] = [
-        (BASELINE, {"sampler": "ancestral", "steps": None, "cache": False}),
-        ("ancestral T=L + cache", {"sampler": "ancestral", "steps": None, "cache": True}),
+        (BASELINE, {"sampler": "ancestral", "steps": None, "reuse_logits": False}),
+        ("ancestral T=L + cache", {"sampler": "ancestral", "steps": None, "reuse_logits": True}),
         ("confidence k=1", {"sampler": "confidence", "k": 1}),
     ]
     grid += [

@@ -1,4 +1,4 @@
-"""MLM decoding on star-easy: sequence accuracy against forward passes, for every decoding strategy.
+"""MLM decoding on star-easy: sequence accuracy against forward passes, for every sampler.
 
 Decodes the same test examples with one trained MLM under each setting, greedy:
 
@@ -28,7 +28,7 @@ import _star
 
 RESULTS = _star.ROOT / "benchmarks" / "results" / "mlm_decoding.json"
 PLOT = _star.ROOT / "docs" / "images" / "mlm_accuracy_vs_nfe.png"
-STRATEGY_LABELS = {
+SAMPLER_LABELS = {
     "mask_predict": "mask-predict (T)",
     "confidence": "confidence k=1",
     "threshold": "threshold (τ)",
@@ -38,12 +38,12 @@ STRATEGY_LABELS = {
 def settings_grid(window: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, predictor overrides) for every setting the benchmark compares."""
     grid = [
-        (f"mask-predict T={t}", {"strategy": "mask_predict", "iterations": t})
+        (f"mask-predict T={t}", {"sampler": "mask_predict", "steps": t})
         for t in sorted({1, 2, 4, 8, window})
     ]
-    grid.append(("confidence k=1", {"strategy": "confidence", "k": 1}))
+    grid.append(("confidence k=1", {"sampler": "confidence", "k": 1}))
     grid += [
-        (f"threshold τ={tau}", {"strategy": "threshold", "threshold": tau})
+        (f"threshold τ={tau}", {"sampler": "threshold", "threshold": tau})
         for tau in (0.5, 0.7, 0.9)
     ]
     return [(label, {"temperature": 0.0, "confidence": "top_prob", **s}) for label, s in grid]
@@ -56,9 +56,9 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for strategy, label in STRATEGY_LABELS.items():
+    for sampler, label in SAMPLER_LABELS.items():
         points = sorted(
-            (r["nfe"], r["seq_acc"], r["label"]) for r in rows if r["strategy"] == strategy
+            (r["nfe"], r["seq_acc"], r["label"]) for r in rows if r["sampler"] == sampler
         )
         if not points:
             continue
@@ -93,7 +93,7 @@ def main() -> None:
     window = pipeline.shape.target_length + 1
     rows = _star.measure_grid(pipeline, examples, settings_grid(window), args.seed)
     for row in rows:
-        row["strategy"] = row["settings"]["strategy"]
+        row["sampler"] = row["settings"]["sampler"]
 
     task = pipeline.run_config.task.name
     _star.write_report(

@@ -179,3 +179,86 @@ def test_token_shift_lets_a_position_read_its_neighbours_before_attention():
     assert changed(shifted).tolist() == [False, True, True, True, False]
     with pytest.raises(ValueError, match="bidirectional"):
         Transformer(40, d_model=32, n_layers=1, n_heads=4, causal=True, token_shift=True)
+
+
+def _vocab():
+    from xlm_core.components import Vocab
+
+    return Vocab(size=20, pad_id=0, mask_id=1, bos_id=2, eos_id=3, cls_id=4)
+
+
+def test_window_kit_lays_out_training_rows_and_masks_exactly_m_positions():
+    from xlm_core.components import DataShape, Example
+    from xlm_core.nn.window import append_window, exactly_masked, training_rows, window_length
+
+    vocab, shape = _vocab(), DataShape(prompt_length=2, target_length=3)
+    assert window_length(shape) == 4 and window_length(shape, max_new_tokens=6) == 7
+    prompt_ids, prompt_real, window = training_rows([Example((7,), (5, 6)), Example((), ())], vocab, shape)
+    assert prompt_ids.tolist() == [[0, 7], [0, 0]] and window.tolist() == [[5, 6, 3, 0], [3, 0, 0, 0]]
+    ids, real = append_window(prompt_ids, prompt_real, window)
+    assert ids.tolist() == [[0, 7, 5, 6, 3, 0], [0, 0, 3, 0, 0, 0]]
+    assert real.tolist() == [[False, True] + [True] * 4, [False, False] + [True] * 4]
+    counts = torch.arange(9).repeat(50)
+    masked = exactly_masked(counts, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(masked.sum(dim=1), counts)
+    assert masked[counts == 4].float().mean(dim=0).sub(0.5).abs().max() < 0.2  # uniform positions
+
+
+def test_window_kit_reads_outputs_up_to_the_first_eos_or_pad():
+    from xlm_core.nn.window import (
+        first_end,
+        output_decided,
+        output_ids,
+        output_lengths,
+        window_logits,
+    )
+
+    vocab, m = _vocab(), 1
+    window = torch.tensor(
+        [[5, 6, 3, 9], [5, m, 0, m], [5, 6, 7, 8], [m, 6, 7, 3], [5, 6, 7, m], [3, 0, 0, 0]]
+    )
+    assert first_end(window, vocab).tolist() == [2, 2, 4, 3, 4, 0]
+    assert output_lengths(window, vocab).tolist() == [2, 2, 3, 3, 3, 0]  # at most W - 1
+    # a masked position before the end leaves the output open; one after it does not matter
+    assert output_decided(window, vocab).tolist() == [True, False, True, False, False, True]
+    assert output_decided(window[:, :-1], vocab)[4]  # MDLM never decides the last position
+    assert output_ids(window, output_lengths(window, vocab), vocab).tolist() == [
+        [5, 6, 0], [5, m, 0], [5, 6, 7], [m, 6, 7], [5, 6, 7], [0, 0, 0]
+    ]
+    banned = window_logits(torch.zeros(2, vocab.size), vocab)
+    assert banned.isinf().sum(dim=1).tolist() == [3, 3] and banned[:, [0, 3, 5]].eq(0).all()
+
+
+def test_unmasking_picks_the_most_confident_eligible_positions_leftmost_first():
+    from xlm_core.nn.unmasking import above_threshold, choose_to_unmask, most_confident
+    from xlm_core.plugins import ConfidenceSettings
+
+    score = torch.tensor([[0.2, 0.9, 0.9, 0.5, 0.9], [0.1, 0.1, 0.1, 0.1, 0.1]])
+    eligible = torch.tensor([[True, False, True, True, True], [False, True, True, False, True]])
+    assert most_confident(score, eligible, 2).int().tolist() == [[0, 0, 1, 0, 1], [0, 1, 1, 0, 0]]
+    assert most_confident(score, eligible, 9).tolist() == eligible.tolist()  # fewer than k: all
+    assert above_threshold(score, eligible, 0.4).int().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0]]
+    assert not above_threshold(score, torch.zeros_like(eligible), 0.0).any()
+    settings = ConfidenceSettings(sampler="threshold", threshold=0.4)
+    assert torch.equal(choose_to_unmask(score, eligible, settings), above_threshold(score, eligible, 0.4))
+
+
+def test_unmasking_selects_what_both_former_orders_selected():
+    """MDLM ranked positions through a scatter of a stable sort, MLM took the sorted top k and the
+    argmax: with ties everywhere, every formulation picks the same positions."""
+    from xlm_core.nn.unmasking import above_threshold, most_confident
+
+    gen = torch.Generator().manual_seed(0)
+    score = torch.randint(0, 4, (500, 9), generator=gen).float() / 4  # many ties
+    eligible = torch.rand(500, 9, generator=gen) < 0.6
+    eligible[:, 0] |= ~eligible.any(dim=1)  # every row has something to decide, as in decoding
+    masked_score = score.masked_fill(~eligible, float("-inf"))
+    order = torch.sort(masked_score, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(9).expand_as(order).contiguous())
+    for k in (1, 2, 5):
+        assert torch.equal(most_confident(score, eligible, k), eligible & (rank < k))
+    for tau in (0.3, 0.6, 1.0):
+        by_rank = eligible & ((masked_score > tau) | (rank == 0))
+        by_argmax = (eligible & (masked_score > tau)).scatter(1, masked_score.argmax(1, keepdim=True), True)
+        assert torch.equal(above_threshold(score, eligible, tau), by_rank)
+        assert torch.equal(by_rank, by_argmax)

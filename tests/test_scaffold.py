@@ -133,9 +133,20 @@ def test_the_generated_family_passes_the_kit_and_its_own_tests(generated, monkey
 
 
 def test_the_generated_family_uses_the_shared_window_layout(generated):
-    for module in ("collator.py", "predictor.py"):
-        text = (generated / "xlm_my_fam" / module).read_text()
-        assert "from xlm_core.nn.window import left_pad, prompt_width" in text, module
+    uses = {
+        "collator.py": ["from xlm_core.nn.window import append_window, training_rows"],
+        "predictor.py": [
+            "from xlm_core.nn.window import masked_rows, output_ids, output_lengths, window_length, window_logits",
+            "from xlm_core.nn.unmasking import most_confident",
+            "from xlm_core.predicting import as_settings, predict_preamble",
+            "    @predict_preamble(MyFamSettings)",
+        ],
+        "config.py": ["from xlm_core.plugins import ConfidenceKind, FamilyConfig, PredictorSettings"],
+    }
+    for module, lines in uses.items():
+        text = (generated / "xlm_my_fam" / module).read_text().splitlines()
+        for line in lines:
+            assert line in text, (module, line)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -31,14 +31,16 @@ class ARLMSettings(PredictorSettings):
     counted); a row stops at EOS or when it is full.
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {"use_cache": "kv_cache"}
+
     min_new_tokens: int = Field(
         0,
         ge=0,
         description="EOS is banned until a row has this many tokens (benchmarks use it to force full length).",
     )
-    use_cache: bool = Field(
+    kv_cache: bool = Field(
         True,
-        description="Decode with a KV cache; false recomputes the whole prefix at every step "
+        description="Decode with a key/value cache; false recomputes the whole prefix at every step "
         "(same tokens, far slower; kept as a reference for tests and benchmarks).",
     )
 

@@ -12,6 +12,7 @@ from xlm_arlm.config import ARLMConfig, ARLMSettings
 from xlm_arlm.model import ARLMModel
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn.sampling import make_generators, sample
+from xlm_core.predicting import as_settings, predict_preamble
 
 
 class ARLMPredictor:
@@ -23,7 +24,7 @@ class ARLMPredictor:
     the batch and from the cache. Each row draws its noise from its own generator
     seeded with ``seeds[b]``, so a sample does not depend on the batch around it.
 
-    Without the cache (``use_cache=False``) each step recomputes the whole
+    Without the cache (``kv_cache=False``) each step recomputes the whole
     prefix; the tokens are the same, the cost grows with the square of the length.
     """
 
@@ -32,130 +33,129 @@ class ARLMPredictor:
 
     def step_budget(self, settings: Any) -> int:
         """Most steps a row can take: one per target token; EOS after a full target is never decoded."""
-        return _as_settings(settings).max_new_tokens or self.shape.target_length
+        return as_settings(ARLMSettings, settings).max_new_tokens or self.shape.target_length
 
-    @torch.inference_mode()
-    def predict(
+    @predict_preamble(ARLMSettings)
+    def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:
+        return _Decoding(self, model, prompts, settings, seeds, record_steps).run()
+
+
+class _Decoding:
+    """The state of one ``predict`` call. ``out``, ``lengths`` and ``steps`` cover every row;
+    ``rows`` lists the rows still decoding, and ``token`` / ``next_pos`` follow them."""
+
+    def __init__(
         self,
+        predictor: ARLMPredictor,
         model: ARLMModel,
         prompts: Sequence[Sequence[int]],
-        *,
-        settings: Any,
+        settings: ARLMSettings,
         seeds: Sequence[int],
-        record_steps: bool = False,
-    ) -> Prediction:
-        settings = _as_settings(settings)
-        if len(seeds) != len(prompts):
-            raise ValueError(
-                f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt"
-            )
-        n, budget, v = len(prompts), self.step_budget(settings), self.vocab
+        record_steps: bool,
+    ):
+        self.model, self.settings, self.vocab = model, settings, predictor.vocab
+        n, self.budget = len(prompts), predictor.step_budget(settings)
         device = next(model.parameters()).device
-
-        prefix, prefix_mask = self._left_pad(prompts, device)
+        self.prefix, prefix_mask = _left_pad(prompts, predictor.vocab, device)
         # No padding at all (one prompt, or equal lengths): pass no mask so attention takes its fast path.
-        attention_mask = None if bool(prefix_mask.all()) else prefix_mask
-        out = torch.full((n, budget), v.pad_id, dtype=torch.long, device=device)
-        lengths = torch.zeros(n, dtype=torch.long, device=device)
-        steps = torch.zeros(n, dtype=torch.long, device=device)
-        history: list[list[list[int]]] | None = [[] for _ in range(n)] if record_steps else None
-        generators = make_generators(seeds, device)
-        banned, banned_with_eos = self._banned(device)
-
-        rows = torch.arange(n, device=device)  # original index of each row still decoding
-        row_list = rows.tolist()
-        next_pos = prefix_mask.sum(1)  # position of the token each row feeds next
-        cache = None
-        if settings.use_cache and n and budget:
+        self.attention_mask = None if bool(prefix_mask.all()) else prefix_mask
+        self.out = torch.full((n, self.budget), self.vocab.pad_id, dtype=torch.long, device=device)
+        self.lengths = torch.zeros(n, dtype=torch.long, device=device)
+        self.steps = torch.zeros(n, dtype=torch.long, device=device)
+        self.history: list[list[list[int]]] | None = (
+            [[] for _ in range(n)] if record_steps else None
+        )
+        self.generators = make_generators(seeds, device)
+        self.banned, self.banned_with_eos = _banned(self.vocab, device)
+        self.rows = torch.arange(n, device=device)  # original index of each row still decoding
+        self.row_list = self.rows.tolist()
+        self.next_pos = prefix_mask.sum(1)  # position of the token each row feeds next
+        self.cache = None
+        if settings.kv_cache and n and self.budget:
             # The last sampled token is never fed back, hence budget - 1 slots after the prefix.
-            cache = model.new_cache(n, prefix.shape[1] + budget - 1, device)
-        token = prefix[:, -1]  # the token each row feeds next (from step 1 on, its last draw)
+            self.cache = model.new_cache(n, self.prefix.shape[1] + self.budget - 1, device)
+        self.token = self.prefix[:, -1]  # the token each row feeds next (from step 1 on, its last draw)
 
-        for t in range(budget if n else 0):  # no prompts: nothing to run
-            if cache is None:
-                seq = torch.cat([prefix[rows], out[rows, :t]], dim=1)
-                mask = None
-                if attention_mask is not None:
-                    mask = torch.cat(
-                        [attention_mask[rows], seq.new_ones(len(row_list), t, dtype=torch.bool)], 1
-                    )
-                logits = model.next_token_logits(seq, mask)
-            elif t == 0:
-                logits = model.next_token_logits(prefix, attention_mask, cache=cache)
-            else:
-                logits = model.next_token_logits(
-                    token[:, None], positions=next_pos[:, None], cache=cache
-                )
-                next_pos = next_pos + 1
-
-            # Every active row holds exactly t tokens here: rows leave the batch as soon as they finish.
-            logits = logits.masked_fill(
-                banned_with_eos if t < settings.min_new_tokens else banned, float("-inf")
-            )
-            token = sample(
-                logits,
-                [generators[i] for i in row_list],
-                temperature=settings.temperature,
-                top_k=settings.top_k,
-                top_p=settings.top_p,
-            )
-            done = token == v.eos_id
-            out[rows, t] = torch.where(done, v.pad_id, token)
-            lengths[rows] += (~done).long()
-            steps[rows] += 1
-            if history is not None:
-                for r, length in zip(row_list, lengths[rows].tolist(), strict=True):
-                    history[r].append(out[r, :length].tolist())
-
-            if t + 1 == budget:
+    def run(self) -> Prediction:
+        for t in range(self.budget if len(self.out) else 0):  # no prompts: nothing to run
+            done = self._emit(t, self._next_token_logits(t))
+            if t + 1 == self.budget or not self._keep(~done):
                 break
-            keep = ~done
-            if not bool(keep.all()):
-                if not bool(keep.any()):
-                    break
-                rows, token, next_pos = rows[keep], token[keep], next_pos[keep]
-                row_list = rows.tolist()
-                if cache is not None:
-                    cache.select(keep)
-
-        width = int(lengths.max()) if n else 0
+        width = int(self.lengths.max()) if len(self.out) else 0
         return Prediction(
-            ids=out[:, :width].cpu(),
-            lengths=lengths.cpu(),
-            steps=steps.cpu(),
-            nfe=steps.cpu(),  # one forward pass per step for every row taking part in it
-            history=history,
+            ids=self.out[:, :width].cpu(),
+            lengths=self.lengths.cpu(),
+            steps=self.steps.cpu(),
+            nfe=self.steps.cpu(),  # one forward pass per step for every row taking part in it
+            history=self.history,
         )
 
-    def _left_pad(
-        self, prompts: Sequence[Sequence[int]], device: torch.device
-    ) -> tuple[Tensor, Tensor]:
-        """``[BOS] prompt`` right-aligned in a ``(B, 1 + longest prompt)`` tensor, and its real-token mask."""
-        width = 1 + max((len(p) for p in prompts), default=0)
-        ids = torch.full((len(prompts), width), self.vocab.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.bool)
-        for row, prompt in enumerate(prompts):
-            seq = [self.vocab.bos_id, *prompt]
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = True
-        return ids.to(device), mask.to(device)
+    def _next_token_logits(self, t: int) -> Tensor:
+        """Logits of the next token of every active row, each of which holds ``t`` tokens."""
+        if self.cache is None:
+            rows = self.rows
+            seq = torch.cat([self.prefix[rows], self.out[rows, :t]], dim=1)
+            mask = None
+            if self.attention_mask is not None:
+                new = seq.new_ones(len(self.row_list), t, dtype=torch.bool)
+                mask = torch.cat([self.attention_mask[rows], new], 1)
+            return self.model.next_token_logits(seq, mask)
+        if t == 0:
+            return self.model.next_token_logits(self.prefix, self.attention_mask, cache=self.cache)
+        logits = self.model.next_token_logits(
+            self.token[:, None], positions=self.next_pos[:, None], cache=self.cache
+        )
+        self.next_pos = self.next_pos + 1
+        return logits
 
-    def _banned(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Vocabulary masks of tokens that can never appear in a target, without and with EOS."""
-        v = self.vocab
-        banned = torch.zeros(v.size, dtype=torch.bool, device=device)
-        banned[[v.pad_id, v.mask_id, v.bos_id, v.cls_id]] = True
-        with_eos = banned.clone()
-        with_eos[v.eos_id] = True
-        return banned, with_eos
+    def _emit(self, t: int, logits: Tensor) -> Tensor:
+        """Draw each active row's next token and write it out; returns the rows that drew EOS."""
+        s, v, rows = self.settings, self.vocab, self.rows
+        # Every active row holds exactly t tokens here: rows leave the batch as soon as they finish.
+        banned = self.banned_with_eos if t < s.min_new_tokens else self.banned
+        logits = logits.masked_fill(banned, float("-inf"))
+        gens = [self.generators[i] for i in self.row_list]
+        self.token = sample(logits, gens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        done = self.token == v.eos_id
+        self.out[rows, t] = torch.where(done, v.pad_id, self.token)
+        self.lengths[rows] += (~done).long()
+        self.steps[rows] += 1
+        if self.history is not None:
+            for r, length in zip(self.row_list, self.lengths[rows].tolist(), strict=True):
+                self.history[r].append(self.out[r, :length].tolist())
+        return done
+
+    def _keep(self, keep: Tensor) -> bool:
+        """Drop the rows not in ``keep`` from the batch and the cache; False when none is left."""
+        if bool(keep.all()):
+            return True
+        if not bool(keep.any()):
+            return False
+        self.rows, self.token, self.next_pos = self.rows[keep], self.token[keep], self.next_pos[keep]
+        self.row_list = self.rows.tolist()
+        if self.cache is not None:
+            self.cache.select(keep)
+        return True
 
 
-def _as_settings(settings: Any) -> ARLMSettings:
-    """Accept ARLMSettings, the shared PredictorSettings, a dict, or None (defaults)."""
-    if isinstance(settings, ARLMSettings):
-        return settings
-    if settings is None:
-        return ARLMSettings()
-    if isinstance(settings, dict):
-        return ARLMSettings(**settings)
-    return ARLMSettings(**settings.model_dump())
+def _left_pad(
+    prompts: Sequence[Sequence[int]], vocab: Vocab, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``[BOS] prompt`` right-aligned in a ``(B, 1 + longest prompt)`` tensor, and its real-token mask."""
+    width = 1 + max((len(p) for p in prompts), default=0)
+    ids = torch.full((len(prompts), width), vocab.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        seq = [vocab.bos_id, *prompt]
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = True
+    return ids.to(device), mask.to(device)
+
+
+def _banned(vocab: Vocab, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Vocabulary masks of tokens that can never appear in a target, without and with EOS."""
+    banned = torch.zeros(vocab.size, dtype=torch.bool, device=device)
+    banned[[vocab.pad_id, vocab.mask_id, vocab.bos_id, vocab.cls_id]] = True
+    with_eos = banned.clone()
+    with_eos[vocab.eos_id] = True
+    return banned, with_eos

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,13 +35,14 @@ class ILMSettings(PredictorSettings):
 
     Every step inserts one token per row (``parallel_k`` > 1: up to that many,
     into different gaps) until the stop head says the row is complete or the
-    row reaches ``max_length``. ``temperature``, ``top_k`` and ``top_p`` filter the
-    joint (gap, token) distribution in ``joint`` mode, and each stage in
-    ``two_stage`` mode. ``max_new_tokens`` is accepted as a synonym of
-    ``max_length`` (every ILM target token is new).
+    row reaches ``max_new_tokens`` (every ILM target token is new). ``temperature``,
+    ``top_k`` and ``top_p`` filter the joint (gap, token) distribution under the
+    ``joint`` sampler, and each stage under ``two_stage``.
     """
 
-    sampling: Literal["joint", "two_stage"] = Field(
+    renamed_keys: ClassVar[dict[str, str]] = {"max_length": "max_new_tokens", "sampling": "sampler"}
+
+    sampler: Literal["joint", "two_stage"] = Field(
         "joint",
         description="joint: draw (gap, token) from one softmax; two_stage: draw the gap from the "
         "log-sum-exp over the vocabulary, then the token in that gap.",
@@ -51,11 +52,6 @@ class ILMSettings(PredictorSettings):
         gt=0.0,
         le=1.0,
         description="A row stops once p(stop) from the CLS head reaches this value.",
-    )
-    max_length: int | None = Field(
-        None,
-        ge=1,
-        description="Longest target a row may grow to; default: the task's target length.",
     )
     parallel_k: int = Field(
         1,
@@ -70,16 +66,22 @@ class ILMSettings(PredictorSettings):
         "reaches this value.",
     )
 
-    @model_validator(mode="after")
-    def _one_length_budget(self) -> ILMSettings:
-        if (
-            None not in (self.max_length, self.max_new_tokens)
-            and self.max_length != self.max_new_tokens
-        ):
-            raise ValueError(
-                f"max_length ({self.max_length}) and max_new_tokens ({self.max_new_tokens}) disagree; set one"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_length_budget(cls, data: Any) -> Any:
+        """``max_length`` is the old name of ``max_new_tokens``; a run saved before the rename
+        holds both, one of them null."""
+        if not isinstance(data, dict) or "max_length" not in data:
+            return data
+        data = {
+            key: value
+            for key, value in data.items()
+            if value is not None or key not in ("max_length", "max_new_tokens")
+        }
+        old, new = data.get("max_length"), data.get("max_new_tokens")
+        if None not in (old, new) and old != new:
+            raise ValueError(f"max_length ({old}) and max_new_tokens ({new}) disagree; set max_new_tokens")
+        return data
 
 
 PRESETS: dict[str, dict[str, Any]] = standard_presets()

@@ -5,11 +5,11 @@ target so far``. A row whose ``p(stop) >= stop_threshold`` finishes (that
 forward pass is its last); every other row gets one insertion, drawn from the
 joint (gap, token) distribution of :func:`xlm_ilm.loss.joint_log_probs`:
 
-- ``sampling="joint"``: temperature / top-k / top-p filter the joint
+- ``sampler="joint"``: temperature / top-k / top-p filter the joint
   distribution over all ``gaps x vocabulary`` entries; the draw is then made
   exactly, as the gap from the filtered marginal followed by the token from the
   filtered conditional.
-- ``sampling="two_stage"``: the gap is drawn from ``logsumexp`` over the
+- ``sampler="two_stage"``: the gap is drawn from ``logsumexp`` over the
   vocabulary (tempered, then top-k / top-p over gaps), then the token in that
   gap (top-k / top-p over tokens). Without top-k / top-p both modes sample the
   same distribution.
@@ -18,23 +18,24 @@ joint (gap, token) distribution of :func:`xlm_ilm.loss.joint_log_probs`:
 gaps: for each gap its most likely token, taken in order of joint probability
 while that probability is at least ``parallel_threshold``.
 
-A row that reaches ``max_length`` finishes without another forward pass.
+A row that reaches ``max_new_tokens`` finishes without another forward pass.
 Finished rows leave the batch, so they cost nothing and never grow again.
 Noise comes from one generator per row and has a shape fixed by the settings
-(gaps are laid out on a ``max_length``-wide canvas), so a row's sample does not
+(gaps are laid out on a ``max_new_tokens``-wide canvas), so a row's sample does not
 depend on the other rows in its batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
-from xlm_core.errors import XLMUserError
 from xlm_core.nn.sampling import filter_logits, make_generators, sample
+from xlm_core.predicting import as_settings, predict_preamble
 from xlm_ilm.config import ILMConfig, ILMSettings
 from xlm_ilm.loss import banned_tokens, masked_logits
 
@@ -44,40 +45,25 @@ class ILMPredictor:
         self.vocab = vocab
         self.shape = shape
 
-    def max_length(self, settings: ILMSettings) -> int:
+    def max_new_tokens(self, settings: ILMSettings) -> int:
         """The longest target a row may grow to under ``settings``."""
-        return settings.max_length or settings.max_new_tokens or self.shape.target_length
+        return settings.max_new_tokens or self.shape.target_length
 
-    def step_budget(self, settings: ILMSettings) -> int:
-        # one insertion per step up to max_length; a row that stops earlier spends one
+    def step_budget(self, settings: Any) -> int:
+        # one insertion per step up to max_new_tokens; a row that stops earlier spends one
         # extra forward pass on the stop decision, and a full row needs none
-        return self.max_length(settings) + 1
+        return self.max_new_tokens(as_settings(ILMSettings, settings)) + 1
 
-    @torch.inference_mode()
-    def predict(
-        self,
-        model: nn.Module,
-        prompts: Sequence[Sequence[int]],
-        *,
-        settings: ILMSettings,
-        seeds: Sequence[int],
-        record_steps: bool = False,
-    ) -> Prediction:
-        if len(seeds) != len(prompts):
-            raise XLMUserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+    @predict_preamble(ILMSettings)
+    def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:
         device = next(model.parameters()).device
-        decoder = _Decoder(
-            prompts, seeds, self.vocab, self.max_length(settings), settings, device, record_steps
+        decoding = _Decoding(
+            prompts, seeds, self.vocab, self.max_new_tokens(settings), settings, device, record_steps
         )
-        was_training = model.training
-        model.eval()  # dropout would make samples depend on more than the seed
-        try:
-            return decoder.run(model)
-        finally:
-            model.train(was_training)
+        return decoding.run(model)
 
 
-class _Decoder:
+class _Decoding:
     """The state of one ``predict`` call: the unfinished rows and what finished rows produced.
 
     Unfinished rows are kept right-padded as ``[CLS] prompt [BOS] target so far``
@@ -151,7 +137,7 @@ class _Decoder:
         return stop
 
     def _gap_logits(self, logits: Tensor, rows: Tensor) -> Tensor:
-        """``(R, max_length, V)`` logits on the gap canvas: slot ``j`` is the gap after target token ``j``
+        """``(R, max_new_tokens, V)`` logits on the gap canvas: slot ``j`` is the gap after target token ``j``
         (slot 0 after BOS); slots past the current target are -inf, as are special tokens."""
         slots = torch.arange(self.limit, device=self.device)
         position = (self.bos[rows, None] + slots).clamp(max=logits.shape[1] - 1)
@@ -161,10 +147,10 @@ class _Decoder:
     def _choose(
         self, logits: Tensor, gens: list[torch.Generator], target_length: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Per row: which canvas gaps receive a token ``(R, max_length)`` bool, and which token."""
+        """Per row: which canvas gaps receive a token ``(R, max_new_tokens)`` bool, and which token."""
         s = self.settings
         greedy = s.temperature == 0
-        if s.sampling == "joint":
+        if s.sampler == "joint":
             staged = filter_logits(
                 logits.flatten(1), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p
             )

@@ -1,17 +1,11 @@
 """Training batches for the MDLM: a left-padded prompt, then a fixed-length target window masked at time t.
 
-Layout of a row (P = prompt width, W = target_length + 1)::
-
-    [PAD .. PAD prompt] [t_1 .. t_n EOS PAD .. PAD]
-     <------ P ------>  <----------- W ----------->
-
-Prompts are left-padded to a fixed width (the task's prompt budget, wider only
-for a longer prompt) so every window starts at column P and a row's computation
-does not depend on the batch it is in. The window always has W positions, EOS
-then PAD fill, so the model learns where a sequence ends; PAD inside the window
-is a real target. Prompt tokens are never masked. ``targets`` holds the clean
-window at every window position: SUBS makes the unmasked ones contribute exactly
-zero. ``extras["weight"]`` is each example's NELBO weight per masked position.
+Rows follow the core's fixed window layout (``xlm_core.nn.window``): the prompt
+left-padded to P columns, then W = target_length + 1 positions of target, EOS and
+PAD fill; PAD inside the window is a real target. Prompt tokens are never masked.
+``targets`` holds the clean window at every window position: SUBS makes the
+unmasked ones contribute exactly zero. ``extras["weight"]`` is each example's
+NELBO weight per masked position.
 
 Two unbiased estimators of the same NELBO (``nelbo_estimator``):
 
@@ -36,7 +30,7 @@ import torch
 from torch import Tensor
 
 from xlm_core.components import IGNORE_INDEX, Batch, DataShape, Example, Vocab
-from xlm_core.nn.window import left_pad, prompt_width, target_window
+from xlm_core.nn.window import append_window, exactly_masked, training_rows, window_length
 from xlm_mdlm.config import MDLMConfig
 from xlm_mdlm.schedule import make_schedule
 
@@ -59,18 +53,11 @@ def stratified_counts(
     return (strata * window).long().clamp(max=window - 1) + 1
 
 
-def exactly_masked(counts: Tensor, window: int, generator: torch.Generator | None = None) -> Tensor:
-    """``(B, window)`` bool: ``counts[i]`` positions of row i, chosen uniformly without replacement."""
-    keys = torch.rand(len(counts), window, generator=generator, dtype=torch.float64)
-    ranks = keys.argsort(dim=1).argsort(dim=1)
-    return ranks < counts[:, None]
-
-
 class MDLMCollator:
     def __init__(self, config: MDLMConfig, vocab: Vocab, shape: DataShape):
         self.vocab = vocab
         self.shape = shape
-        self.window = shape.target_length + 1
+        self.window = window_length(shape)
         self.eps = config.eps
         self.estimator = config.nelbo_estimator
         self.schedule = make_schedule(config.schedule, config.eps)
@@ -79,9 +66,7 @@ class MDLMCollator:
         self, examples: Sequence[Example], generator: torch.Generator | None = None
     ) -> Batch:
         v, w = self.vocab, self.window
-        prompts = [ex.prompt_ids for ex in examples]
-        prompt_ids, prompt_real = left_pad(prompts, prompt_width(prompts, self.shape), v.pad_id)
-        clean = target_window([ex.target_ids for ex in examples], v, self.shape)
+        prompt_ids, prompt_real, clean = training_rows(examples, v, self.shape)
 
         if self.estimator == "count":
             counts = stratified_counts(len(examples), w, generator)
@@ -93,7 +78,8 @@ class MDLMCollator:
             u = torch.rand(len(examples), w, generator=generator, dtype=torch.float64)
             masked = u < self.schedule.mask_rate(t)[:, None]
             weight = self.schedule.loss_weight(t)
-        input_ids = torch.cat([prompt_ids, clean.masked_fill(masked, v.mask_id)], dim=1)
-        attention_mask = torch.cat([prompt_real, torch.ones_like(masked)], dim=1)
+        input_ids, attention_mask = append_window(
+            prompt_ids, prompt_real, clean.masked_fill(masked, v.mask_id)
+        )
         targets = torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), clean], dim=1)
         return Batch(input_ids, attention_mask, targets, {"t": t.float(), "weight": weight.float()})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -67,8 +67,12 @@ class MDLMSettings(ConfidenceSettings):
     Every sampler starts from an all-MASK window and never revises a decided
     token. Confidence scores come from the model's own distribution (temperature
     1, unfiltered), so ``threshold`` means the same thing at every temperature;
-    temperature / top-k / top-p shape only the token draws.
+    temperature / top-k / top-p shape only the token draws. ``reuse_logits`` matters
+    for ``ancestral``, where many steps change nothing; a time-conditioned model
+    sees every step's noise level and never reuses.
     """
+
+    renamed_keys: ClassVar[dict[str, str]] = {"cache": "reuse_logits"}
 
     sampler: Sampler = Field(
         "ancestral",
@@ -80,11 +84,6 @@ class MDLMSettings(ConfidenceSettings):
         None,
         ge=1,
         description="ancestral: number of steps T; default: the target length (max_new_tokens, else the task's).",
-    )
-    cache: bool = Field(
-        True,
-        description="ancestral: reuse a row's last p(x0) when its input did not change in a step "
-        "(identical samples, fewer forward passes). Ignored for time-conditioned models.",
     )
     block_size: int | None = Field(
         None,

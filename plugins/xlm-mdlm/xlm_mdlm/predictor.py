@@ -12,9 +12,10 @@ training window, so an output has at most W - 1 tokens whatever it would be.
   s with probability (alpha_s - alpha_t) / (1 - alpha_t); the last step (s = 0)
   fills every remaining mask. Many steps change nothing, and without time
   conditioning p(x0 | z) depends on z alone, so a row whose window did not change
-  reuses its last p(x0) (``cache``): fewer forward passes, identical samples.
+  reuses its last p(x0) (``reuse_logits``): fewer forward passes, identical samples.
 - confidence: the k most confident masked positions per step.
-- threshold: every masked position whose confidence exceeds tau, at least one.
+- threshold: every masked position whose confidence exceeds tau, at least one
+  (both from ``xlm_core.nn.unmasking``, shared with every masked-window family).
 - block_size B: positions are decided B at a time, left to right (semi-AR);
   ancestral runs ceil(T / n_blocks) steps per block.
 
@@ -29,13 +30,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
+from xlm_core.nn import window as layout
 from xlm_core.nn.sampling import confidence, make_generators, sample, uniform
-from xlm_core.nn.window import left_pad, prompt_width
+from xlm_core.nn.unmasking import choose_to_unmask
+from xlm_core.predicting import as_settings, predict_preamble
 from xlm_mdlm.config import MDLMConfig, MDLMSettings
 from xlm_mdlm.schedule import make_schedule
 
@@ -51,7 +55,7 @@ class MDLMPredictor:
 
     def window_length(self, settings: MDLMSettings) -> int:
         """W: the target budget plus the position of its EOS, as in training."""
-        return (settings.max_new_tokens or self.shape.target_length) + 1
+        return layout.window_length(self.shape, settings.max_new_tokens)
 
     def decoded_length(self, settings: MDLMSettings) -> int:
         """Positions a sampler decides: all but the window's last, which only ever holds EOS or PAD
@@ -69,7 +73,8 @@ class MDLMPredictor:
         total = settings.steps or self.decoded_length(settings)
         return math.ceil(total / len(self.blocks(settings)))
 
-    def step_budget(self, settings: MDLMSettings) -> int:
+    def step_budget(self, settings: Any) -> int:
+        settings = as_settings(MDLMSettings, settings)
         blocks = self.blocks(settings)
         if settings.sampler == "ancestral":
             return len(blocks) * self.steps_per_block(settings)
@@ -79,24 +84,9 @@ class MDLMPredictor:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        prompts: Sequence[Sequence[int]],
-        *,
-        settings: MDLMSettings,
-        seeds: Sequence[int],
-        record_steps: bool = False,
-    ) -> Prediction:
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
-        was_training = model.training
-        model.eval()  # dropout would make samples depend on more than the seed
-        try:
-            return _Decoding(self, model, prompts, settings, seeds, record_steps).run()
-        finally:
-            model.train(was_training)
+    @predict_preamble(MDLMSettings)
+    def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:
+        return _Decoding(self, model, prompts, settings, seeds, record_steps).run()
 
 
 class _Decoding:
@@ -116,13 +106,8 @@ class _Decoding:
         device = next(model.parameters()).device
         b, w = len(prompts), predictor.window_length(settings)
         self.w = w
-        prompt_ids, prompt_real = left_pad(
-            prompts, prompt_width(prompts, predictor.shape), v.pad_id
-        )
-        self.seq = torch.cat(
-            [prompt_ids, torch.full((b, w), v.mask_id, dtype=torch.long)], dim=1
-        ).to(device)
-        real = torch.cat([prompt_real, torch.ones(b, w, dtype=torch.bool)], dim=1).to(device)
+        seq, real = layout.masked_rows(prompts, predictor.shape, w, v)
+        self.seq, real = seq.to(device), real.to(device)
         self.real = None if bool(real.all()) else real
         self.generators = make_generators(seeds, device)
         self.blocks = torch.tensor(predictor.blocks(settings), device=device)  # (n_blocks, 2)
@@ -131,11 +116,10 @@ class _Decoding:
         self.block_step = torch.zeros(b, dtype=torch.long, device=device)
         self.steps_per_block = predictor.steps_per_block(settings)
         self.positions = torch.arange(w, device=device)
-        self.banned = torch.tensor([v.mask_id, v.bos_id, v.cls_id], device=device)
         # p(x0 | z) of each row's current window, valid while `fresh`; reused only without time conditioning
         self.log_probs: Tensor | None = None
         self.fresh = torch.zeros(b, dtype=torch.bool, device=device)
-        self.reuse = settings.cache and not predictor.time_conditioned
+        self.reuse = settings.reuse_logits and not predictor.time_conditioned
         self.steps = torch.zeros(b, dtype=torch.long)
         self.nfe = torch.zeros(b, dtype=torch.long)
         self.active = torch.ones(b, dtype=torch.bool)
@@ -170,8 +154,8 @@ class _Decoding:
         real = None if self.real is None else self.real[idx]
         t = self._noise_level(idx) if self.p.time_conditioned else None
         out = self.model(self.seq[idx], real, t, window=self.w).logits.float()
-        # a window holds content, EOS and PAD only: BOS and CLS are ruled out like MASK (SUBS)
-        out = torch.log_softmax(out.index_fill(-1, self.banned, float("-inf")), dim=-1)
+        # BOS and CLS are ruled out like MASK (SUBS)
+        out = torch.log_softmax(layout.window_logits(out, self.vocab), dim=-1)
         if self.log_probs is None:
             self.log_probs = out.new_empty((self.seq.shape[0], *out.shape[1:]))
         self.log_probs[idx] = out
@@ -189,13 +173,7 @@ class _Decoding:
     def _choose(self, rows: Tensor) -> Tensor:
         """``(n, W)`` bool: the masked positions of each row's current block decided in this step."""
         idx = rows.to(self.seq.device)
-        start, end = self.blocks[self.block[idx]].unbind(dim=1)
-        pos = self.positions[None, :]
-        eligible = (
-            (self.window[idx] == self.vocab.mask_id)
-            & (pos >= start[:, None])
-            & (pos < end[:, None])
-        )
+        eligible = self._masked_in_block(idx, self.window[idx])
         if self.settings.sampler == "ancestral":
             j = self.block_step[idx].double()
             t = 1.0 - j / self.steps_per_block
@@ -205,15 +183,13 @@ class _Decoding:
             u = uniform([self.generators[i] for i in rows.tolist()], (self.w,), self.seq.device)
             return eligible & (u < p_unmask[:, None])
         score = confidence(self.log_probs[idx].exp(), self.settings.confidence)
-        score = score.masked_fill(~eligible, float("-inf"))
-        # stable sort: among equal scores the leftmost position wins, whatever the batch
-        order = torch.sort(score, dim=1, descending=True, stable=True).indices
-        rank = torch.empty_like(order).scatter_(
-            1, order, self.positions.expand_as(order).contiguous()
-        )
-        if self.settings.sampler == "confidence":
-            return eligible & (rank < self.settings.k)
-        return eligible & ((score > self.settings.threshold) | (rank == 0))
+        return choose_to_unmask(score, eligible, self.settings)
+
+    def _masked_in_block(self, idx: Tensor, window: Tensor) -> Tensor:
+        """``(n, W)`` bool: the still masked positions of each row's current block."""
+        start, end = self.blocks[self.block[idx]].unbind(dim=1)
+        pos = self.positions[None, :]
+        return (window == self.vocab.mask_id) & (pos >= start[:, None]) & (pos < end[:, None])
 
     def _fill(self, rows: Tensor, chosen: Tensor) -> None:
         """Draw tokens at the chosen positions, each from its row's generator, and write them in."""
@@ -234,34 +210,21 @@ class _Decoding:
         idx = rows.to(self.seq.device)
         self.steps[rows] += 1
         window = self.window[idx]
-        masked = window == self.vocab.mask_id
         self.block_step[idx] += 1
-        start, end = self.blocks[self.block[idx]].unbind(dim=1)
-        pos = self.positions[None, :]
-        block_open = (masked & (pos >= start[:, None]) & (pos < end[:, None])).any(dim=1)
-        next_block = ~block_open
+        next_block = ~self._masked_in_block(idx, window).any(dim=1)
         self.block[idx] += next_block.long()
         self.block_step[idx] = torch.where(next_block, 0, self.block_step[idx])
 
-        done = ~(masked & (pos < self._lengths(window)[:, None])).any(dim=1)
+        done = layout.output_decided(window[:, :-1], self.vocab)  # the last position is never decided
         if self.history is not None:
             for row, state in zip(rows.tolist(), window.tolist(), strict=True):
                 self.history[row].append(state)
         self.active[rows[done.cpu()]] = False
 
-    def _lengths(self, window: Tensor) -> Tensor:
-        """Output length of each row: up to its first EOS/PAD, at most W - 1 (the last window
-        position only ever holds EOS or PAD, so it never needs deciding)."""
-        ended = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
-        ended[:, -1] = True
-        return ended.long().argmax(dim=1)
-
     def _prediction(self) -> Prediction:
         window = self.window.cpu()
-        lengths = self._lengths(window)
-        ids = window.masked_fill(
-            self.positions.cpu()[None, :] >= lengths[:, None], self.vocab.pad_id
-        )
+        lengths = layout.output_lengths(window, self.vocab)
+        ids = layout.output_ids(window, lengths, self.vocab)
         ids = ids[:, : int(lengths.max())] if len(lengths) else ids
         history = None
         if self.history is not None:

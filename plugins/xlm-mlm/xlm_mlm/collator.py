@@ -1,15 +1,10 @@
 """Training batches for the MLM: left-padded prompt, then a fixed-length target window, some of it masked.
 
-Layout of a row (P = prompt width, W = target_length + 1)::
-
-    [PAD .. PAD prompt] [t_1 .. t_n EOS PAD .. PAD]
-     <------ P ------>  <----------- W ----------->
-
-Prompts are left-padded so every window starts at column P, and the window
-always has W positions, so the model learns where a sequence ends (EOS, then PAD
-fill). Each example draws a masking ratio r ~ U(0, 1] and masks ceil(r * W)
-window positions chosen uniformly: at least one, and any of them, PAD fill
-included. Prompt tokens are never masked.
+Rows follow the core's fixed window layout (``xlm_core.nn.window``): the prompt
+left-padded to P columns, then W = target_length + 1 positions of target, EOS and
+PAD fill, so the model learns where a sequence ends. Each example draws a masking
+ratio r ~ U(0, 1] and masks ceil(r * W) window positions chosen uniformly: at
+least one, and any of them, PAD fill included. Prompt tokens are never masked.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import torch
 from torch import Tensor
 
 from xlm_core.components import IGNORE_INDEX, Batch, DataShape, Example, Vocab
-from xlm_core.nn.window import left_pad, prompt_width, target_window
+from xlm_core.nn.window import append_window, exactly_masked, training_rows, window_length
 from xlm_mlm.config import MLMConfig
 
 
@@ -28,19 +23,17 @@ class MLMCollator:
     def __init__(self, config: MLMConfig, vocab: Vocab, shape: DataShape):
         self.vocab = vocab
         self.shape = shape
-        self.window = shape.target_length + 1
+        self.window = window_length(shape)
 
     def __call__(
         self, examples: Sequence[Example], generator: torch.Generator | None = None
     ) -> Batch:
         v = self.vocab
-        prompts = [ex.prompt_ids for ex in examples]
-        prompt_ids, prompt_real = left_pad(prompts, prompt_width(prompts, self.shape), v.pad_id)
-        window = target_window([ex.target_ids for ex in examples], v, self.shape)
-
+        prompt_ids, prompt_real, window = training_rows(examples, v, self.shape)
         masked = self._mask(len(examples), generator)
-        input_ids = torch.cat([prompt_ids, window.masked_fill(masked, v.mask_id)], dim=1)
-        attention_mask = torch.cat([prompt_real, torch.ones_like(masked)], dim=1)
+        input_ids, attention_mask = append_window(
+            prompt_ids, prompt_real, window.masked_fill(masked, v.mask_id)
+        )
         targets = torch.cat(
             [torch.full_like(prompt_ids, IGNORE_INDEX), window.masked_fill(~masked, IGNORE_INDEX)],
             dim=1,
@@ -53,6 +46,5 @@ class MLMCollator:
         w = self.window
         r = 1.0 - torch.rand(batch_size, generator=generator, dtype=torch.float64)  # (0, 1]
         n_masked = torch.ceil(r * w).clamp(1, w).long()
-        # a uniformly random ranking of the positions: the n lowest-ranked are masked
-        rank = torch.rand(batch_size, w, generator=generator).argsort(dim=1).argsort(dim=1)
-        return rank < n_masked[:, None]
+        # float32 ranking keys: what this collator has always drawn from a seeded generator
+        return exactly_masked(n_masked, w, generator, key_dtype=torch.float32)

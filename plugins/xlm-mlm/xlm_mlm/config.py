@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from xlm_core.plugins import ConfidenceSettings, FamilyConfig, standard_presets
 
-Strategy = Literal["mask_predict", "confidence", "threshold"]
+Sampler = Literal["mask_predict", "confidence", "threshold"]
 
 
 class MLMConfig(FamilyConfig):
@@ -22,29 +22,27 @@ class MLMConfig(FamilyConfig):
 class MLMSettings(ConfidenceSettings):
     """How an MLM decodes (``--set predictor.<key>=...``).
 
-    Every strategy starts from an all-MASK window. Confidence is computed from the
+    Every sampler starts from an all-MASK window. Confidence is computed from the
     model's distribution (temperature 1, unfiltered) whatever the sampling settings,
     so ``threshold`` means the same thing at every temperature.
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {"strategy": "sampler", "iterations": "steps"}
+
     temperature: float = Field(
         0.0, ge=0.0, description="Softmax temperature of the token draws; 0 (default) means greedy."
     )
-    strategy: Strategy = Field(
+    sampler: Sampler = Field(
         "mask_predict",
-        description="mask_predict: T iterations re-masking the least confident tokens (tokens may be revised); "
-        "confidence: unmask the k most confident positions per step; "
+        description="mask_predict: `steps` iterations re-masking the least confident tokens (tokens may be "
+        "revised); confidence: unmask the k most confident positions per step; "
         "threshold: unmask every position whose confidence exceeds the threshold (at least one per step).",
     )
-    iterations: int = Field(
+    steps: int = Field(
         10,
         ge=1,
         description="mask_predict: iterations T; 1 is one-shot argmax. Beyond the window length, iterations "
         "repeat a mask count and may re-mask the same tokens, which logit reuse makes free.",
-    )
-    reuse_logits: bool = Field(
-        True,
-        description="Reuse a row's last logits instead of a forward pass when its input did not change.",
     )
 
 

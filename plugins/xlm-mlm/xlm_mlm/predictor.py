@@ -1,6 +1,6 @@
 """Decoding an MLM: mask-predict (with revision), confidence unmasking and threshold parallel decoding.
 
-Every strategy starts from a window of MASK after the left-padded prompt (the
+Every sampler starts from a window of MASK after the left-padded prompt (the
 layout of :mod:`xlm_mlm.collator`) and fills it step by step:
 
 * ``mask_predict`` (Ghazvininejad et al. 2019): iteration 1 predicts every
@@ -11,6 +11,10 @@ layout of :mod:`xlm_mlm.collator`) and fills it step by step:
   decided token is final.
 * ``threshold`` (as in Fast-dLLM): unmask every masked position whose confidence
   exceeds τ, and at least the most confident one.
+
+``confidence`` and ``threshold`` choose positions with ``xlm_core.nn.unmasking``, and
+windows are laid out and read back with ``xlm_core.nn.window``, as in every
+masked-window family.
 
 The state (windows, confidences, last logits) lives here, never in the model.
 Two things skip work without changing any token: a row whose window did not
@@ -30,8 +34,10 @@ import torch
 from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
+from xlm_core.nn import window as layout
 from xlm_core.nn.sampling import confidence, make_generators, sample
-from xlm_core.nn.window import left_pad, prompt_width
+from xlm_core.nn.unmasking import choose_to_unmask
+from xlm_core.predicting import as_settings, predict_preamble
 from xlm_mlm.config import MLMConfig, MLMSettings
 
 
@@ -42,40 +48,24 @@ class MLMPredictor:
 
     def window_length(self, settings: MLMSettings) -> int:
         """Target budget plus the position that holds EOS when the target fills the budget."""
-        return (settings.max_new_tokens or self.shape.target_length) + 1
+        return layout.window_length(self.shape, settings.max_new_tokens)
 
     def step_budget(self, settings: Any) -> int:
-        settings = MLMSettings.model_validate(settings)
+        settings = as_settings(MLMSettings, settings)
         length = self.window_length(settings)
-        if settings.strategy != "mask_predict":
+        if settings.sampler != "mask_predict":
             return length
         return next(
             step
-            for step in range(1, settings.iterations + 1)
-            if remask_count(length, settings.iterations, step) == 0
+            for step in range(1, settings.steps + 1)
+            if remask_count(length, settings.steps, step) == 0
         )
 
-    @torch.inference_mode()
-    def predict(
-        self,
-        model: nn.Module,
-        prompts: Sequence[Sequence[int]],
-        *,
-        settings: Any,
-        seeds: Sequence[int],
-        record_steps: bool = False,
-    ) -> Prediction:
-        settings = MLMSettings.model_validate(settings)
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
-        was_training = model.training
-        model.eval()
-        try:
-            return _Decoding(self.vocab, settings, self.window_length(settings), model).run(
-                prompts, prompt_width(prompts, self.shape), seeds, record_steps
-            )
-        finally:
-            model.train(was_training)
+    @predict_preamble(MLMSettings)
+    def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:
+        return _Decoding(self.vocab, settings, self.window_length(settings), model).run(
+            prompts, layout.prompt_width(prompts, self.shape), seeds, record_steps
+        )
 
 
 def remask_count(length: int, iterations: int, step: int) -> int:
@@ -93,14 +83,12 @@ class _Decoding:
     def __init__(self, vocab: Vocab, settings: MLMSettings, window: int, model: nn.Module):
         self.vocab, self.settings, self.length, self.model = vocab, settings, window, model
         self.device = next(model.parameters(), torch.empty(0)).device
-        self.banned = torch.zeros(vocab.size, dtype=torch.bool, device=self.device)
-        self.banned[[vocab.mask_id, vocab.bos_id, vocab.cls_id]] = True
 
     def run(
         self, prompts: Sequence[Sequence[int]], width: int, seeds: Sequence[int], record_steps: bool
     ) -> Prediction:
         v, n_rows, length = self.vocab, len(prompts), self.length
-        prompt_ids, prompt_real = left_pad(prompts, width, v.pad_id)
+        prompt_ids, prompt_real = layout.left_pad(prompts, width, v.pad_id)
         self.prompt_ids, self.prompt_real = prompt_ids.to(self.device), prompt_real.to(self.device)
         self.window = torch.full((n_rows, length), v.mask_id, dtype=torch.long, device=self.device)
         # mask-predict: the confidence each token had when it was last predicted
@@ -132,10 +120,8 @@ class _Decoding:
             keep = ~done
             active, logits, stale = active[keep], logits[keep], stale[keep]
 
-        lengths = self._output_lengths(self.window)
-        budget = length - 1
-        ids = self.window[:, :budget].clone()
-        ids[torch.arange(budget, device=self.device)[None, :] >= lengths[:, None]] = v.pad_id
+        lengths = layout.output_lengths(self.window, v)
+        ids = layout.output_ids(self.window, lengths, v)
         return Prediction(
             ids=ids.cpu(), lengths=lengths.cpu(), steps=self.steps, nfe=self.nfe, history=history
         )
@@ -151,17 +137,14 @@ class _Decoding:
         return logits
 
     def _forward(self, rows: Tensor) -> Tensor:
-        prompt_real = self.prompt_real[rows]
-        input_ids = torch.cat([self.prompt_ids[rows], self.window[rows]], dim=1)
-        attention_mask = None  # no padding: attention takes its fast path
-        if not bool(prompt_real.all()):
-            attention_mask = torch.cat(
-                [prompt_real, torch.ones_like(self.window[rows], dtype=torch.bool)], dim=1
-            )
+        input_ids, attention_mask = layout.append_window(
+            self.prompt_ids[rows], self.prompt_real[rows], self.window[rows]
+        )
+        if bool(attention_mask.all()):
+            attention_mask = None  # no padding: attention takes its fast path
         logits = self.model(input_ids, attention_mask).logits[:, -self.length :]
         self.nfe[rows.cpu()] += 1
-        # a window holds content, EOS and PAD only; whatever the model, never write another special
-        return logits.masked_fill(self.banned, float("-inf"))
+        return layout.window_logits(logits, self.vocab)  # whatever the model, never write another special
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -176,50 +159,26 @@ class _Decoding:
         # confidence from the model's own distribution, so a threshold means the same at any temperature
         scores = confidence(logits.float().softmax(dim=-1), s.confidence)
 
-        if s.strategy == "mask_predict":
+        if s.sampler == "mask_predict":
             window = torch.where(masked, tokens, window)
             kept = torch.where(masked, scores, self.confidence[active])
             self.confidence[active] = kept
-            n_remask = remask_count(self.length, s.iterations, step)
+            n_remask = remask_count(self.length, s.steps, step)
             if n_remask:
                 least = torch.sort(kept, dim=1, stable=True).indices[:, :n_remask]
                 window = window.scatter(1, least, self.vocab.mask_id)
             # with nothing masked again, a further iteration would predict no position
             return window, torch.full_like(masked[:, 0], n_remask == 0)
 
-        scores = scores.masked_fill(~masked, float("-inf"))
-        if s.strategy == "confidence":
-            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : s.k]
-            # with fewer than k masked positions left, all of them
-            chosen = torch.zeros_like(masked).scatter(1, order, True) & masked
-        else:
-            # above the threshold, and always the most confident one so every step makes progress
-            best = scores.argmax(dim=1, keepdim=True)
-            chosen = (masked & (scores > s.threshold)).scatter(1, best, True)
-        window = torch.where(chosen, tokens, window)
-        return window, self._output_fixed(window)
+        window = torch.where(choose_to_unmask(scores, masked, s), tokens, window)
+        # nothing decided is revised: a row is done once its output is
+        return window, layout.output_decided(window, self.vocab)
 
     # -- reading windows -------------------------------------------------------------------------
-
-    def _first_end(self, window: Tensor) -> Tensor:
-        """Index of the first decided EOS or PAD of each row (the window length when there is none)."""
-        end = (window == self.vocab.eos_id) | (window == self.vocab.pad_id)
-        return torch.where(end.any(dim=1), end.int().argmax(dim=1), self.length)
-
-    def _output_fixed(self, window: Tensor) -> Tensor:
-        """Rows with every position before the first EOS/PAD decided: without revision, their output is final."""
-        undecided = window == self.vocab.mask_id
-        first_undecided = torch.where(
-            undecided.any(dim=1), undecided.int().argmax(dim=1), self.length
-        )
-        return first_undecided >= self._first_end(window)
-
-    def _output_lengths(self, window: Tensor) -> Tensor:
-        return self._first_end(window).clamp(max=self.length - 1)
 
     def _visible(self, window: Tensor) -> list[list[int]]:
         """The target as the output would read it now (MASK = undecided), for ``history``."""
         return [
             row[:n].tolist()
-            for row, n in zip(window, self._output_lengths(window).tolist(), strict=True)
+            for row, n in zip(window, layout.output_lengths(window, self.vocab).tolist(), strict=True)
         ]

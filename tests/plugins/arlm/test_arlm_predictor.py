@@ -156,3 +156,11 @@ def test_unconditional_and_edge_cases(model):
     assert empty.ids.shape == (0, 0)
     with pytest.raises(ValueError, match="one seed per prompt"):
         _predict(model, prompts=[[5]], seeds=[1, 2])
+
+
+@pytest.mark.parametrize("name", ["greedy", "top_p"])
+def test_kv_cache_off_gives_the_tokens_of_the_cache(model, name):
+    # the setting's shared name (use_cache above is its old spelling, kept for one release)
+    cached = _predict(model, kv_cache=True, **SETTINGS[name])
+    uncached = _predict(model, kv_cache=False, **SETTINGS[name])
+    assert torch.equal(cached.ids, uncached.ids) and torch.equal(cached.nfe, uncached.nfe)

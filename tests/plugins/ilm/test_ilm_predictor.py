@@ -164,3 +164,13 @@ def test_samples_do_not_depend_on_the_rest_of_the_batch(settings):
         alone = _predict(model, [prompt], [seed], **settings)
         assert alone.sequences()[0] == together.sequences()[i]
         assert alone.nfe[0] == together.nfe[i]
+
+
+def test_max_new_tokens_bounds_a_row_that_never_stops():
+    # the shared name of the length budget (max_length above is its old spelling)
+    model = _scripted()
+    pred = _predict(model, [[19], [19, 5]], max_new_tokens=4)
+    assert pred.lengths.tolist() == [4, 4] and pred.nfe.tolist() == [4, 4]
+    assert ILMPredictor(CONFIG, VOCAB, SHAPE).step_budget(ILMSettings(max_new_tokens=4)) == 5
+    joint = _predict(model, [[19]], seeds=[3], max_new_tokens=4, sampler="joint")
+    assert joint.sequences() == _predict(model, [[19]], seeds=[3], max_new_tokens=4).sequences()

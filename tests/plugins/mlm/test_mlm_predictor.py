@@ -216,3 +216,23 @@ def test_confidence_stops_once_the_output_is_decided(vocab):
     shape = DataShape(prompt_length=0, target_length=3)
     pred = decode(Reviser(vocab), vocab, shape, [()], strategy="confidence", k=4)
     assert pred.steps.tolist() == [1] and pred.nfe.tolist() == [1]
+
+
+SAMPLERS = [
+    {"sampler": "mask_predict", "steps": 4},
+    {"sampler": "confidence", "k": 3, "confidence": "margin"},
+    {"sampler": "threshold", "threshold": 0.5},
+]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_shared_setting_names_decode_as_the_old_ones(model, vocab, shape, prompts, sampler):
+    # sampler / steps are the shared names of strategy / iterations, used above
+    old = {{"sampler": "strategy", "steps": "iterations"}.get(k, k): v for k, v in sampler.items()}
+    settings = {"temperature": 1.0, "reuse_logits": False}
+    new_pred = decode(model, vocab, shape, prompts, record_steps=True, **sampler, **settings)
+    with pytest.warns(FutureWarning, match="is renamed"):
+        old_pred = decode(model, vocab, shape, prompts, record_steps=True, **old, **settings)
+    assert new_pred.sequences() == old_pred.sequences() and new_pred.history == old_pred.history
+    budget = MLMPredictor(MLMConfig(), vocab, shape).step_budget(sampler)
+    assert (new_pred.steps <= budget).all()
