@@ -12,11 +12,11 @@ from xlm_core.checkpoint import (
     RUN_FILE,
     WEIGHTS_FILE,
     make_meta,
+    task_info,
     write_checkpoint,
 )
 from xlm_core.config import resolve_run_config
 from xlm_core.data.tasks import build_task
-from xlm_core.pipeline import task_info
 from xlm_core.plugins import get_registry
 
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2"]

@@ -19,12 +19,12 @@ from xlm_core.checkpoint import (
     make_meta,
     read_meta,
     require_family,
+    task_info,
     write_checkpoint,
 )
 from xlm_core.config import resolve_run_config
 from xlm_core.data.tasks import build_task
 from xlm_core.errors import XLMUserError
-from xlm_core.pipeline import task_info
 from xlm_core.plugins import get_registry
 from xlm_core.rundir import check_out_dir
 

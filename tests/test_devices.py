@@ -7,13 +7,13 @@ import subprocess
 import pytest
 import torch
 
-from xlm_core.checkpoint import make_meta, write_checkpoint
+from xlm_core.checkpoint import make_meta, task_info, write_checkpoint
 from xlm_core.config import TrainingConfig, resolve_run_config
 from xlm_core.data.tasks import build_task
+from xlm_core.devices import lightning_precision as resolve_precision
+from xlm_core.devices import native_bf16
 from xlm_core.nn.sampling import _generator_device
-from xlm_core.pipeline import native_bf16, task_info
 from xlm_core.plugins import get_registry
-from xlm_core.training import resolve_precision
 
 
 @pytest.fixture(scope="module")

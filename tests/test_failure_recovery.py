@@ -467,9 +467,8 @@ def test_checkpoint_files_follow_the_umask(tmp_path):
     from xlm_core import files
 
     config = resolve_run_config("arlm", sets=TINY)
-    from xlm_core.checkpoint import make_meta, write_checkpoint
+    from xlm_core.checkpoint import make_meta, task_info, write_checkpoint
     from xlm_core.data.tasks import build_task
-    from xlm_core.pipeline import task_info
     from xlm_core.plugins import get_registry
 
     family = get_registry().get("arlm")

@@ -10,11 +10,11 @@ import math
 import pytest
 
 import xlm_core
-from xlm_core.checkpoint import FINAL_DIR, make_meta, read_meta, write_checkpoint
+from xlm_core.checkpoint import FINAL_DIR, make_meta, read_meta, task_info, write_checkpoint
 from xlm_core.config import resolve_run_config
 from xlm_core.data.tasks import build_task
 from xlm_core.errors import XLMUserError
-from xlm_core.pipeline import MASK_GLYPH, task_info
+from xlm_core.pipeline import MASK_GLYPH
 from xlm_core.plugins import get_registry
 
 TINY = [

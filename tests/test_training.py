@@ -12,11 +12,12 @@ from safetensors.torch import load_file
 from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, RUN_FILE, read_meta
 from xlm_core.config import TrainingConfig, resolve_run_config
 from xlm_core.data.tasks import build_task
+from xlm_core.devices import lightning_precision as resolve_precision
+from xlm_core.devices import native_bf16
 from xlm_core.metrics import Totals, token_matches
-from xlm_core.pipeline import native_bf16
 from xlm_core.plugins import get_registry
 from xlm_core.runner import train
-from xlm_core.training import lr_factor, param_groups, resolve_precision
+from xlm_core.training import lr_factor, param_groups
 
 TINY = [
     "model.d_model=32",

@@ -19,7 +19,13 @@ from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from xlm_core.checkpoint import LAST_CKPT, LIGHTNING_DIR, RUN_FILE, write_checkpoint
+from xlm_core.checkpoint import (
+    LAST_CKPT,
+    LIGHTNING_DIR,
+    RUN_FILE,
+    CheckpointRecord,
+    write_checkpoint,
+)
 from xlm_core.errors import TrainingInterrupted, XLMUserError
 from xlm_core.files import write_json_atomic
 from xlm_core.rundir import RunDirectory, step_dir
@@ -151,7 +157,7 @@ class GracefulStop(Callback):
 class RunWriter(Callback):
     """Writes ``step-<N>/`` checkpoints, and ``lightning/last.ckpt`` periodically, at the end and on a stop.
 
-    ``pending_meta`` is a ``run.json`` to write with the first saved state (a
+    ``pending_record`` is a ``run.json`` to write with the first saved state (a
     resumed run records its changed settings only once they have trained).
     ``run_directory`` (main process) is told when the first state is saved, so
     an old run set aside by ``--overwrite`` can go.
@@ -161,18 +167,18 @@ class RunWriter(Callback):
         self,
         run_dir: Path,
         tokenizer: Any,
-        meta: dict[str, Any],
+        record: CheckpointRecord,
         *,
         ckpt_every: int | None,
         save_every: int,
         ema: EMA | None,
         guard: FiniteLossGuard,
         run_directory: RunDirectory | None = None,
-        pending_meta: dict[str, Any] | None = None,
+        pending_record: CheckpointRecord | None = None,
     ):
-        self.run_dir, self.tokenizer, self.meta = run_dir, tokenizer, meta
+        self.run_dir, self.tokenizer, self.record = run_dir, tokenizer, record
         self.ckpt_every, self.save_every, self.ema = ckpt_every, save_every, ema
-        self.guard, self.run_directory, self.pending_meta = guard, run_directory, pending_meta
+        self.guard, self.run_directory, self.pending_record = guard, run_directory, pending_record
         self.saved_step: int | None = None
 
     @property
@@ -212,9 +218,9 @@ class RunWriter(Callback):
         self.guard.check(trainer)
         trainer.save_checkpoint(self.last_ckpt, weights_only=False)
         self.saved_step = trainer.global_step
-        if trainer.is_global_zero and self.pending_meta is not None:
-            write_json_atomic(self.run_dir / RUN_FILE, self.pending_meta)
-            self.pending_meta = None
+        if trainer.is_global_zero and self.pending_record is not None:
+            write_json_atomic(self.run_dir / RUN_FILE, self.pending_record.dump())
+            self.pending_record = None
         if self.run_directory is not None:
             self.run_directory.commit()
 
@@ -229,7 +235,7 @@ class RunWriter(Callback):
         (on the main process; see :func:`gathered_model`). Every rank calls this."""
         model = model if model is not None else gathered_model(trainer, pl_module)
         if trainer.is_global_zero:
-            meta = {**self.meta, "step": trainer.global_step}
+            meta = self.record.with_step(trainer.global_step).dump()
             write_checkpoint(directory, model=model, tokenizer=self.tokenizer, meta=meta)
         trainer.strategy.barrier("xlm-export")
         return model

@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import xlm_core
+from xlm_core.components import DataShape
 from xlm_core.errors import PluginError, XLMUserError
 from xlm_core.files import give_user_mode, staging_dir, temp_sibling
 from xlm_core.plugins.manifest import api_compatibility, parse_version
@@ -93,26 +96,168 @@ def load_weights(model, directory: str | os.PathLike, *, device: str = "cpu") ->
 # -- the checkpoint record --------------------------------------------------------------------
 
 
-def plugin_info(family) -> dict[str, Any]:
+class PluginInfo(BaseModel):
     """Who wrote a checkpoint: what ``pip install`` needs to read it back."""
-    record = family.record
-    return {
-        "name": family.name,
-        "distribution": record.distribution,
-        "version": record.version,
-        "api_version": family.manifest.api_version,
-    }
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    api_version: str | None = None
+
+
+class RecordedTask(BaseModel):
+    """The task's kind and length budgets, so that loading need not rebuild the task's data."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str | None = None
+    kind: Literal["prompted", "text"]
+    prompt_length: int = Field(ge=0)
+    target_length: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, task) -> RecordedTask:
+        return cls(
+            name=task.name,
+            kind=task.kind,
+            prompt_length=task.shape.prompt_length,
+            target_length=task.shape.target_length,
+        )
+
+    @property
+    def shape(self) -> DataShape:
+        return DataShape(self.prompt_length, self.target_length)
+
+
+class CheckpointRecord(BaseModel):
+    """What a checkpoint's ``config.json`` (or a run's ``run.json``) holds, validated once.
+
+    :meth:`read` parses and checks the file; everything a loader needs then comes
+    from the record: :meth:`family` (the installed plugin, or what to install),
+    :meth:`run_config` (validated against that family's classes), :attr:`task_info`.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    format_version: int
+    xlm_core_version: str | None = None
+    plugin: PluginInfo
+    task_info: RecordedTask | None = None
+    step: int | None = None
+    run_config: dict[str, Any]
+    source: Path | None = Field(None, exclude=True, description="The file it was read from.")
+
+    @classmethod
+    def create(cls, run_config, family, task_info: RecordedTask, **extra: Any) -> CheckpointRecord:
+        """The record of a run of ``run_config`` by ``family`` (``extra``: e.g. ``step``)."""
+        record = family.record
+        return cls(
+            format_version=FORMAT_VERSION,
+            xlm_core_version=xlm_core.__version__,
+            plugin=PluginInfo(
+                name=family.name,
+                distribution=record.distribution,
+                version=record.version,
+                api_version=family.manifest.api_version,
+            ),
+            task_info=task_info,
+            run_config=run_config.dump(),
+            **extra,
+        )
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike, file_name: str = CONFIG_FILE) -> CheckpointRecord:
+        """Parse and check ``directory/file_name``; every problem is one line naming the file."""
+        file = Path(directory) / file_name
+        try:
+            meta = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise XLMUserError(f"{file} not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise XLMUserError(f"{file} is corrupt or truncated ({exc})") from None
+        required = ("format_version", "plugin", "run_config")
+        if not isinstance(meta, dict) or any(k not in meta for k in required):
+            raise XLMUserError(f"{file} is not an xlm checkpoint record (needs {', '.join(required)})")
+        version = meta["format_version"]
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise XLMUserError(
+                f"{file} has checkpoint format {version!r}, newer than this xlm-core "
+                f"({xlm_core.__version__}) reads; run `pip install -U xlm-core`"
+            )
+        if not isinstance(meta["plugin"], dict) or not isinstance(meta["plugin"].get("name"), str):
+            raise XLMUserError(f"{file}: 'plugin' must record at least the plugin's name")
+        try:
+            return cls.model_validate({**meta, "source": file})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise XLMUserError(f"{file}: {where}: {first['msg']}") from None
+
+    @property
+    def directory(self) -> Path:
+        if self.source is None:
+            raise ValueError("this record was not read from a file")
+        return self.source.parent
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON object ``config.json`` holds."""
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def with_step(self, step: int) -> CheckpointRecord:
+        return self.model_copy(update={"step": step})
+
+    def family(self):
+        """The installed family that can read this checkpoint, or one line saying what to ``pip install``."""
+        from xlm_core.plugins.registry import get_registry
+
+        origin = self.directory if self.source is not None else "checkpoint"
+        plugin = self.plugin
+        if plugin.api_version is not None:
+            try:
+                compatibility = api_compatibility(plugin.api_version)
+            except ValueError:
+                raise XLMUserError(
+                    f"{origin}: plugin api_version {plugin.api_version!r} is not of the form MAJOR.MINOR"
+                ) from None
+            if compatibility == "other_major":
+                major = parse_version(plugin.api_version)[0]
+                raise PluginError(
+                    f"{origin} needs plugin API {major}.x but xlm-core {xlm_core.__version__} provides "
+                    f"{xlm_core.PLUGIN_API_VERSION}; install xlm-core and "
+                    f"{plugin.distribution or 'the plugin'} built for API {major}.x"
+                )
+        registry = get_registry()
+        if plugin.name not in {r.name for r in registry.records()}:
+            package = plugin.distribution or f"xlm-{plugin.name}"
+            pinned = f"{package}=={plugin.version}" if plugin.distribution and plugin.version else package
+            raise PluginError(
+                f"{origin} needs plugin {plugin.name!r}, which is not installed; run `pip install {pinned}`"
+            )
+        return registry.get(plugin.name)  # installed but failed or disabled: the registry's reason
+
+    def load_run_config(self, family):
+        """The saved run config, validated against the installed family's config classes."""
+        from xlm_core.config import run_config_class, validate_run_config
+
+        origin = self.source if self.source is not None else "checkpoint"
+        return validate_run_config(run_config_class(family), self.run_config, f"{origin}: run_config")
+
+
+def task_info(task) -> dict[str, Any]:
+    """What a checkpoint records about its task (:class:`RecordedTask`) as a JSON object."""
+    return RecordedTask.of(task).model_dump(mode="json")
 
 
 def make_meta(run_config, family, task_info: dict[str, Any]) -> dict[str, Any]:
-    """The ``config.json`` record; ``task_info`` (kind and length budgets) lets a loader skip rebuilding data."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "xlm_core_version": xlm_core.__version__,
-        "plugin": plugin_info(family),
-        "task_info": task_info,
-        "run_config": run_config.dump(),
-    }
+    """The ``config.json`` object of a run (``CheckpointRecord.create(...).dump()``)."""
+    return CheckpointRecord.create(run_config, family, RecordedTask(**task_info)).dump()
+
+
+def require_family(meta: dict[str, Any], origin: str | os.PathLike):
+    """``CheckpointRecord.family()`` for a record already read as JSON from the directory ``origin``."""
+    return CheckpointRecord.model_validate({**meta, "source": Path(origin) / CONFIG_FILE}).family()
 
 
 def write_checkpoint(
@@ -153,66 +298,5 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def read_meta(directory: str | os.PathLike, file_name: str = CONFIG_FILE) -> dict[str, Any]:
-    """Parse and check a ``config.json`` (or a run's ``run.json``); problems name the file."""
-    file = Path(directory) / file_name
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise XLMUserError(f"{file} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XLMUserError(f"{file} is corrupt or truncated ({exc})") from None
-    required = ("format_version", "plugin", "run_config")
-    if not isinstance(meta, dict) or any(k not in meta for k in required):
-        raise XLMUserError(f"{file} is not an xlm checkpoint record (needs {', '.join(required)})")
-    version = meta["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise XLMUserError(
-            f"{file} has checkpoint format {version!r}, newer than this xlm-core "
-            f"({xlm_core.__version__}) reads; run `pip install -U xlm-core`"
-        )
-    plugin = meta["plugin"]
-    if not isinstance(plugin, dict) or not isinstance(plugin.get("name"), str):
-        raise XLMUserError(f"{file}: 'plugin' must record at least the plugin's name")
-    return meta
-
-
-def require_family(meta: dict[str, Any], origin: str | os.PathLike):
-    """The installed family that can read a checkpoint, or one line saying what to ``pip install``."""
-    from xlm_core.plugins.registry import get_registry
-
-    plugin = meta["plugin"]
-    name, dist, version = plugin["name"], plugin.get("distribution"), plugin.get("version")
-    api = plugin.get("api_version")
-    if api is not None:
-        try:
-            compatibility = api_compatibility(api)
-        except ValueError:
-            raise XLMUserError(
-                f"{origin}: plugin api_version {api!r} is not of the form MAJOR.MINOR"
-            ) from None
-        if compatibility == "other_major":
-            major = parse_version(api)[0]
-            raise PluginError(
-                f"{origin} needs plugin API {major}.x but xlm-core {xlm_core.__version__} provides "
-                f"{xlm_core.PLUGIN_API_VERSION}; install xlm-core and {dist or 'the plugin'} built for API {major}.x"
-            )
-    registry = get_registry()
-    known = {r.name for r in registry.records()}
-    if name not in known:
-        package = dist or f"xlm-{name}"
-        pinned = f"{package}=={version}" if dist and version else package
-        raise PluginError(
-            f"{origin} needs plugin {name!r}, which is not installed; run `pip install {pinned}`"
-        )
-    return registry.get(
-        name
-    )  # installed but failed or disabled: the registry's own one-line reason
-
-
-def load_run_config(meta: dict[str, Any], family, origin: str | os.PathLike):
-    """The saved run config, validated against the installed family's config classes."""
-    from xlm_core.config import run_config_class, validate_run_config
-
-    return validate_run_config(
-        run_config_class(family), meta["run_config"], f"{origin}: run_config"
-    )
+    """``CheckpointRecord.read(...)`` as the plain JSON object (for code that reads single fields)."""
+    return CheckpointRecord.read(directory, file_name).dump()

@@ -11,33 +11,31 @@ split is needed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
 from xlm_core.budget import check_sample_count, rows_per_chunk
-from xlm_core.checkpoint import (
-    find_checkpoint,
-    load_run_config,
-    load_weights,
-    read_meta,
-    require_family,
-)
+from xlm_core.checkpoint import CheckpointRecord, find_checkpoint, load_weights
 from xlm_core.components import DataShape, Example
 from xlm_core.config import override_section
 from xlm_core.data.datamodule import EvalCollate, derived_seed
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
+from xlm_core.devices import inference_autocast, resolve_device
 from xlm_core.errors import XLMUserError
 from xlm_core.metrics import Totals, mean_length
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xlm_core.config import RunConfig
+    from xlm_core.data.tasks import Task
+    from xlm_core.plugins.registry import Family
 
 #: Shown in place of a position the model has not decided yet (``--show-steps``).
 MASK_GLYPH = "_"
@@ -70,15 +68,15 @@ class Pipeline:
     def __init__(
         self,
         *,
-        family: Any,
-        run_config: Any,
+        family: Family,
+        run_config: RunConfig,
         model: torch.nn.Module,
         tokenizer: Tokenizer,
         task_kind: str,
         shape: DataShape,
         device: torch.device | str,
         checkpoint: Path | None = None,
-        task: Any = None,
+        task: Task | None = None,
     ):
         self.family, self.run_config, self.tokenizer = family, run_config, tokenizer
         self.vocab = tokenizer.vocab
@@ -92,12 +90,48 @@ class Pipeline:
         self.predictor = family.component("predictor")(config, self.vocab, shape)
         self.nll_kind: str = type(self.loss).nll_kind
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        record: CheckpointRecord,
+        *,
+        family: Family | None = None,
+        device: torch.device | str | None = None,
+    ) -> Pipeline:
+        """The pipeline of a checkpoint whose record has been read (``family``: already resolved)."""
+        device = resolve_device(device)
+        family = family or record.family()
+        run_config = record.load_run_config(family)
+        tokenizer_file = record.directory / TOKENIZER_FILE
+        tokenizer = Tokenizer.from_file(tokenizer_file)
+        task = None
+        if record.task_info is not None:
+            kind, shape = record.task_info.kind, record.task_info.shape
+        else:  # written before checkpoints recorded their task's shape: rebuild the task
+            from xlm_core.data.tasks import build_task
+
+            task = build_task(run_config.task, tokenizer_path=tokenizer_file)
+            kind, shape = task.kind, task.shape
+        model = family.component("model")(run_config.model, tokenizer.vocab)
+        load_weights(model, record.directory)
+        return cls(
+            family=family,
+            run_config=run_config,
+            model=model,
+            tokenizer=tokenizer,
+            task_kind=kind,
+            shape=shape,
+            device=device,
+            checkpoint=record.directory,
+            task=task,
+        )
+
     @cached_property
     def collator(self) -> Any:
         return self.family.component("collator")(self.run_config.model, self.vocab, self.shape)
 
     @property
-    def task(self) -> Any:
+    def task(self) -> Task:
         """The task, rebuilt from the run config with the checkpoint's tokenizer on first use."""
         if self._task is None:
             from xlm_core.data.tasks import build_task
@@ -312,68 +346,7 @@ class Pipeline:
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on a GPU that has it, when the run trained in bf16 (or chose automatically)."""
-        precision = self.run_config.training.precision
-        if (
-            self.device.type == "cuda"
-            and precision in ("auto", "bf16-mixed")
-            and native_bf16(self.device)
-        ):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-# -- devices ----------------------------------------------------------------------------------
-
-_ASK_BF16 = (
-    "import sys, torch; torch.cuda.set_device(int(sys.argv[1])); "
-    "print(torch.cuda.is_bf16_supported(including_emulation=False))"
-)
-
-
-@functools.cache
-def native_bf16(device: torch.device | str = "cuda") -> bool:
-    """Whether a CUDA device has native bf16 (emulated bf16, on a V100 or T4, is slower than fp32).
-
-    Asked without initialising CUDA in this process when it is not yet: a launcher that
-    forks its workers needs it uninitialised, so the question goes to a short subprocess.
-    """
-    if torch.cuda.device_count() == 0:  # counts through NVML, without initialising CUDA
-        return False
-    index = torch.device(device).index
-    if torch.cuda.is_initialized():
-        with torch.cuda.device(torch.cuda.current_device() if index is None else index):
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-    try:
-        answer = subprocess.run(
-            [sys.executable, "-c", _ASK_BF16, str(index or 0)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return answer.stdout.strip() == "True"
-
-
-def resolve_device(device: torch.device | str | None = None) -> torch.device:
-    """``device`` (cpu, cuda, cuda:1, ...) if this machine has it; None: cuda if available, else cpu."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, ValueError):
-        message = f"device {str(device)!r} is not a device name (cpu, cuda, cuda:1, ...)"
-        raise XLMUserError(message) from None
-    if resolved.type == "cpu":
-        return resolved
-    accelerator = torch.accelerator.current_accelerator()
-    count = torch.accelerator.device_count() if accelerator is not None else 0
-    if accelerator is None or accelerator.type != resolved.type or (resolved.index or 0) >= count:
-        here = "no accelerator" if accelerator is None else f"{count} {accelerator.type} device(s)"
-        raise XLMUserError(f"device {str(device)!r} is not available here ({here}); use cpu")
-    return resolved
+        return inference_autocast(self.device, self.run_config.training.precision)
 
 
 def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:
@@ -382,56 +355,7 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     Problems are one-line :class:`XLMUserError` s: a missing plugin names what to
     ``pip install``; a corrupt or truncated file is named.
     """
-    device = resolve_device(device)
-    directory = find_checkpoint(path)
-    meta = read_meta(directory)
-    family = require_family(meta, directory)
-    run_config = load_run_config(meta, family, directory)
-    tokenizer = Tokenizer.from_file(directory / TOKENIZER_FILE)
-    kind, shape, task = _task_info(meta, run_config, directory)
-    model = family.component("model")(run_config.model, tokenizer.vocab)
-    load_weights(model, directory)
-    return Pipeline(
-        family=family,
-        run_config=run_config,
-        model=model,
-        tokenizer=tokenizer,
-        task_kind=kind,
-        shape=shape,
-        device=device,
-        checkpoint=directory,
-        task=task,
-    )
-
-
-def _task_info(
-    meta: dict[str, Any], run_config: Any, directory: Path
-) -> tuple[str, DataShape, Any]:
-    """The task's kind and shape from ``config.json``; rebuild the task only when they are not recorded."""
-    info = meta.get("task_info") or {}
-    try:
-        kind = info["kind"]
-        shape = DataShape(int(info["prompt_length"]), int(info["target_length"]))
-    except (KeyError, TypeError, ValueError):
-        from xlm_core.data.tasks import build_task
-
-        task = build_task(run_config.task, tokenizer_path=directory / TOKENIZER_FILE)
-        return task.kind, task.shape, task
-    if kind not in ("prompted", "text"):
-        raise XLMUserError(
-            f"{directory / 'config.json'}: task_info.kind must be 'prompted' or 'text', got {kind!r}"
-        )
-    return kind, shape, None
-
-
-def task_info(task: Any) -> dict[str, Any]:
-    """What a checkpoint records about its task so that loading need not rebuild it."""
-    return {
-        "name": task.name,
-        "kind": task.kind,
-        "prompt_length": task.shape.prompt_length,
-        "target_length": task.shape.target_length,
-    }
+    return Pipeline.from_checkpoint(CheckpointRecord.read(find_checkpoint(path)), device=device)
 
 
 @contextlib.contextmanager

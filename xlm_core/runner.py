@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import lightning as L
@@ -29,15 +29,30 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import nn
 
 from xlm_core.callbacks import EMA, FiniteLossGuard, GracefulStop, RunWriter
-from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, LOGS_DIR, RUN_FILE, make_meta
+from xlm_core.checkpoint import (
+    FINAL_DIR,
+    LAST_CKPT,
+    LIGHTNING_DIR,
+    LOGS_DIR,
+    RUN_FILE,
+    CheckpointRecord,
+    RecordedTask,
+)
 from xlm_core.data.datamodule import XLMDataModule
+from xlm_core.devices import lightning_precision
 from xlm_core.errors import TrainingInterrupted, XLMUserError
 from xlm_core.files import write_json_atomic
 from xlm_core.resume_state import RunStateIO
 from xlm_core.rundir import RUN_DIR_ENV, RunDirectory, check_out_dir, is_main_process
-from xlm_core.training import XLMModule, log_interval, resolve_precision
+from xlm_core.training import XLMModule, log_interval
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xlm_core.config import RunConfig
+    from xlm_core.data.tasks import Task
+    from xlm_core.plugins.registry import Family
 
 # -- a whole run ------------------------------------------------------------------------------
 
@@ -57,7 +72,7 @@ class TrainResult:
 
 
 def train(
-    run_config: Any,
+    run_config: RunConfig,
     *,
     run_dir: Path,
     resume: bool = False,
@@ -79,101 +94,134 @@ def train(
     ``eval.val_predict_limit`` when no limit is set, so the default run stays bounded.
     ``callbacks`` are added to the Trainer's (benchmarks time steps with one).
     """
-    from xlm_core.data.tasks import build_task
-    from xlm_core.data.tokenizers import TOKENIZER_FILE
-    from xlm_core.pipeline import Pipeline, task_info
-    from xlm_core.plugins.registry import get_registry
-
-    training = run_config.training
-    family = get_registry().get(run_config.plugin)
-    if training.ema is not None and "fsdp" in str(training.strategy).lower():
-        raise XLMUserError(
-            "training.ema cannot be combined with an FSDP strategy (the average is not sharded)"
-        )
-    last_ckpt = run_dir / LIGHTNING_DIR / LAST_CKPT
-    if resume and not last_ckpt.is_file():
-        raise XLMUserError(f"cannot resume {run_dir}: it has no {LIGHTNING_DIR}/{LAST_CKPT}")
-    saved_tokenizer = run_dir / TOKENIZER_FILE
-    task = build_task(
-        run_config.task,
-        tokenizer_path=saved_tokenizer if resume and saved_tokenizer.is_file() else None,
-    )
-    vocab = task.tokenizer.vocab
-    collator = family.component("collator")(run_config.model, vocab, task.shape)
-    meta = make_meta(run_config, family, task_info(task))
-
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
-    L.seed_everything(training.seed, workers=True, verbose=False)
-    module = XLMModule(run_config, family, vocab, task.shape, task.kind)
-    datamodule = XLMDataModule(
-        task,
-        collator,
-        batch_size=training.batch_size,
-        eval_batch_size=run_config.eval.batch_size,
-        seed=training.seed,
-        eval_seed=run_config.eval.seed,
-        num_workers=training.num_workers,
-        val_predict_limit=run_config.eval.val_predict_limit,
-    )
-    ema = EMA(decay=training.ema) if training.ema is not None else None
-    guard = FiniteLossGuard(check_every=log_interval(training.max_steps))
-    writer = RunWriter(
-        run_dir,
-        task.tokenizer,
-        meta,
-        ckpt_every=training.ckpt_every,
-        save_every=training.ckpt_every or training.val_every,
-        ema=ema,
-        guard=guard,
-        pending_meta=meta if resume else None,  # a resumed run's run.json changes once it has trained
-    )
+    run = _Run.prepare(run_config, run_dir, resume)
     trainer = build_trainer(
-        run_config,
-        run_dir,
-        [*([ema] if ema else []), guard, GracefulStop(), writer, *callbacks],
-        progress=progress,
+        run_config, run_dir, [*run.callbacks(), *callbacks], progress=progress
     )
-
-    main = is_main_process()
-    with RunDirectory(run_dir) if main else contextlib.nullcontext() as directory:
+    with RunDirectory(run_dir) if is_main_process() else contextlib.nullcontext() as directory:
         if directory is not None:  # every check has passed: only now is anything written
             if not resume:
                 check_out_dir(run_dir, overwrite=overwrite)  # again, now that no one else writes
                 directory.set_aside()
-                task.tokenizer.save(run_dir)
-                write_json_atomic(run_dir / RUN_FILE, meta)
-            writer.run_directory = directory
+                run.task.tokenizer.save(run_dir)
+                write_json_atomic(run_dir / RUN_FILE, run.record.dump())
+            run.writer.run_directory = directory
         start = time.perf_counter()
-        _fit(trainer, module, datamodule, run_dir, last_ckpt if resume else None, writer)
+        _fit(trainer, run.module, run.datamodule, run_dir, run.last_ckpt if resume else None, run.writer)
         seconds = time.perf_counter() - start
-        if ema is not None:
-            ema.apply_average(module)  # final/ holds the averaged weights
-        final = run_dir / FINAL_DIR
-        guard.check(trainer)
+        if run.ema is not None:
+            run.ema.apply_average(run.module)  # final/ holds the averaged weights
+        run.guard.check(trainer)
         # Under FSDP module.model still holds this process's shards: evaluate the gathered copy.
-        final_model = writer.export(trainer, module, final)
+        final_model = run.writer.export(trainer, run.module, run_dir / FINAL_DIR)
 
     result = TrainResult(
-        run_dir, final, trainer.global_step, training.max_steps, seconds, trainer.is_global_zero
+        run_dir,
+        run_dir / FINAL_DIR,
+        trainer.global_step,
+        run_config.training.max_steps,
+        seconds,
+        trainer.is_global_zero,
     )
     if trainer.is_global_zero and evaluate:
+        run.evaluate(result, final_model, trainer.strategy.root_device, num_samples, progress)
+    return result
+
+
+@attrs.define
+class _Run:
+    """Everything a run trains with, built and checked before anything is written."""
+
+    run_config: RunConfig
+    family: Family
+    task: Task
+    record: CheckpointRecord
+    module: XLMModule
+    datamodule: XLMDataModule
+    ema: EMA | None
+    guard: FiniteLossGuard
+    writer: RunWriter
+    last_ckpt: Path
+
+    @classmethod
+    def prepare(cls, run_config: RunConfig, run_dir: Path, resume: bool) -> _Run:
+        from xlm_core.data.tasks import build_task
+        from xlm_core.data.tokenizers import TOKENIZER_FILE
+        from xlm_core.plugins.registry import get_registry
+
+        training = run_config.training
+        family = get_registry().get(run_config.plugin)
+        if training.ema is not None and "fsdp" in str(training.strategy).lower():
+            raise XLMUserError(
+                "training.ema cannot be combined with an FSDP strategy (the average is not sharded)"
+            )
+        last_ckpt = run_dir / LIGHTNING_DIR / LAST_CKPT
+        if resume and not last_ckpt.is_file():
+            raise XLMUserError(f"cannot resume {run_dir}: it has no {LIGHTNING_DIR}/{LAST_CKPT}")
+        saved_tokenizer = run_dir / TOKENIZER_FILE
+        task = build_task(
+            run_config.task,
+            tokenizer_path=saved_tokenizer if resume and saved_tokenizer.is_file() else None,
+        )
+        vocab = task.tokenizer.vocab
+        collator = family.component("collator")(run_config.model, vocab, task.shape)
+        record = CheckpointRecord.create(run_config, family, RecordedTask.of(task))
+
+        if torch.cuda.is_available():
+            torch.set_float32_matmul_precision("high")
+        L.seed_everything(training.seed, workers=True, verbose=False)
+        module = XLMModule(run_config, family, vocab, task.shape, task.kind)
+        datamodule = XLMDataModule(
+            task,
+            collator,
+            batch_size=training.batch_size,
+            eval_batch_size=run_config.eval.batch_size,
+            seed=training.seed,
+            eval_seed=run_config.eval.seed,
+            num_workers=training.num_workers,
+            val_predict_limit=run_config.eval.val_predict_limit,
+        )
+        ema = EMA(decay=training.ema) if training.ema is not None else None
+        guard = FiniteLossGuard(check_every=log_interval(training.max_steps))
+        writer = RunWriter(
+            run_dir,
+            task.tokenizer,
+            record,
+            ckpt_every=training.ckpt_every,
+            save_every=training.ckpt_every or training.val_every,
+            ema=ema,
+            guard=guard,
+            pending_record=record if resume else None,  # a resumed run's run.json changes once it has trained
+        )
+        return cls(run_config, family, task, record, module, datamodule, ema, guard, writer, last_ckpt)
+
+    def callbacks(self) -> list[Callback]:
+        """In the order callbacks.py explains: EMA, the loss guard, signals, then the writer."""
+        return [*([self.ema] if self.ema else []), self.guard, GracefulStop(), self.writer]
+
+    def evaluate(
+        self, result: TrainResult, model: nn.Module, device: torch.device, num_samples: int, progress: bool
+    ) -> None:
+        """Test metrics and a few samples of the final weights, into ``result``."""
+        from xlm_core.pipeline import Pipeline
+
+        task = self.task
         pipeline = Pipeline(
-            family=family,
-            run_config=run_config,
-            model=final_model,
+            family=self.family,
+            run_config=self.run_config,
+            model=model,
             tokenizer=task.tokenizer,
             task_kind=task.kind,
             shape=task.shape,
-            device=trainer.strategy.root_device,
-            checkpoint=final,
+            device=device,
+            checkpoint=result.checkpoint,
             task=task,
         )
-        limit = run_config.eval.limit or run_config.eval.val_predict_limit
+        evaluation = self.run_config.eval
+        limit = evaluation.limit or evaluation.val_predict_limit
         if limit:
             result.metrics = pipeline.evaluate("test", limit, progress=progress)
-        result.samples = pipeline.generate(num_samples=num_samples, seed=run_config.eval.seed)
-    return result
+        result.samples = pipeline.generate(num_samples=num_samples, seed=evaluation.seed)
 
 
 def _fit(
@@ -219,7 +267,7 @@ def _fit(
 
 
 def build_trainer(
-    run_config: Any, run_dir: Path, callbacks: list[Callback], *, progress: bool = True
+    run_config: RunConfig, run_dir: Path, callbacks: list[Callback], *, progress: bool = True
 ) -> L.Trainer:
     """A Trainer configured from ``training``: hardware settings pass through to Lightning unchanged."""
     import importlib.util
@@ -243,7 +291,7 @@ def build_trainer(
             devices=devices,
             strategy=training.strategy,
             num_nodes=training.num_nodes,
-            precision=resolve_precision(training),
+            precision=lightning_precision(training),
             max_steps=training.max_steps,
             max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
             gradient_clip_val=training.grad_clip,

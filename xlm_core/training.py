@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from xlm_core.components import Batch, DataShape, Vocab
 from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
 from xlm_core.metrics import exact_match, token_matches
-from xlm_core.pipeline import native_bf16
 
 # -- optimisation -----------------------------------------------------------------------------
 
@@ -98,16 +97,6 @@ def lr_factor(step: int, training: Any) -> float:
     progress = min(1.0, (step - warmup) / max(1, training.max_steps - warmup))
     floor = training.min_lr_ratio
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def resolve_precision(training: Any) -> str:
-    """Lightning's precision string; ``auto``: bf16 autocast on a GPU with native bf16, else fp32."""
-    if training.precision == "32":
-        return "32-true"
-    if training.precision != "auto":
-        return training.precision
-    on_cuda = training.accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if on_cuda and native_bf16() else "32-true"
 
 
 def log_interval(max_steps: int) -> int:

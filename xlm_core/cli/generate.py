@@ -89,16 +89,16 @@ def generate(
 def open_checkpoint(checkpoint: Path, sets: list[str] | None, device: str | None = None):
     """Check the checkpoint and the ``--set predictor.*`` overrides, then load onto ``device``
     (only then is torch imported)."""
-    from xlm_core.checkpoint import find_checkpoint, read_meta, require_family
+    from xlm_core.checkpoint import CheckpointRecord, find_checkpoint
     from xlm_core.config import parse_section_sets
 
-    directory = find_checkpoint(checkpoint)
-    family = require_family(read_meta(directory), directory)
+    record = CheckpointRecord.read(find_checkpoint(checkpoint))  # the one read of config.json
+    family = record.family()
     overrides = parse_section_sets(sets or [], family.manifest.predictor_settings, "predictor")
 
-    from xlm_core.pipeline import load
+    from xlm_core.pipeline import Pipeline
 
-    pipeline = load(directory, device)
+    pipeline = Pipeline.from_checkpoint(record, family=family, device=device)
     pipeline.settings(**overrides)  # cross-field checks (e.g. min <= max) before any sampling
     return pipeline, overrides
 

@@ -123,7 +123,7 @@ def train(
 
 def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **others: object):
     """The run's saved config with ``--set``/``--max-steps``/hardware flags applied."""
-    from xlm_core.checkpoint import RUN_FILE, load_run_config, read_meta, require_family
+    from xlm_core.checkpoint import RUN_FILE, CheckpointRecord
     from xlm_core.config import override_run_config, resume_change_refused
 
     given = [f"--{name}" for name, value in others.items() if value is not None]
@@ -133,9 +133,8 @@ def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **o
         )
     if not (run_dir / RUN_FILE).is_file():
         raise fail(f"--resume {run_dir}: not a run directory (it has no {RUN_FILE})")
-    meta = read_meta(run_dir, RUN_FILE)
-    family = require_family(meta, run_dir)
-    saved = load_run_config(meta, family, run_dir / RUN_FILE)
+    record = CheckpointRecord.read(run_dir, RUN_FILE)
+    saved = record.load_run_config(record.family())
     if plugin is not None and plugin != saved.plugin:
         raise fail(f"--resume {run_dir} is a run of plugin {saved.plugin!r}, not {plugin!r}")
     resumed = override_run_config(saved, overrides)
