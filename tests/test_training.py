@@ -138,3 +138,36 @@ def test_a_time_limit_stops_training_and_keeps_resumable_state(tmp_path):
     state = torch.load(tmp_path / "run" / LIGHTNING_DIR / LAST_CKPT, weights_only=False)
     assert state["global_step"] == result.steps
     assert read_meta(tmp_path / "run" / FINAL_DIR)["step"] == result.steps
+
+
+def test_totals_reduce_across_processes():
+    a, b = Totals(), Totals()
+    a.add_loss(2, 1.0, n_tokens=10, nll_sum=10.0, metrics={"masked_ce": 1.0}, loss_weight=10)
+    a.add_prediction([1, 2], nfe=3, steps=2, target=[1, 2])
+    b.add_loss(1, 4.0, n_tokens=2, nll_sum=8.0, metrics={"masked_ce": 4.0}, loss_weight=2)
+    b.add_prediction([5], nfe=1, steps=1, target=[1, 2])
+    layouts = []
+
+    def sum_across(numbers):  # what strategy.reduce(sum) does, for two processes
+        layouts.append(len(numbers))
+        return [x + y for x, y in zip(numbers_of[0], numbers_of[1], strict=True)]
+
+    numbers_of = []
+    for totals in (a, b):
+        totals.reduced(lambda numbers: numbers_of.append(numbers) or numbers)
+    merged = a.reduced(sum_across)
+    assert layouts[0] == len(numbers_of[1])
+    one = Totals()
+    for totals in (a, b):  # the same as adding everything in one process
+        one.add_loss(
+            totals.examples,
+            totals.loss_sum / totals.loss_weight,
+            totals.tokens,
+            totals.nll_sum,
+            {"masked_ce": totals.metric_sums["masked_ce"] / totals.examples},
+            loss_weight=totals.loss_weight,
+        )
+    one.add_prediction([1, 2], nfe=3, steps=2, target=[1, 2])
+    one.add_prediction([5], nfe=1, steps=1, target=[1, 2])
+    assert merged.summary("bound") == pytest.approx(one.summary("bound"))
+    assert merged.summary("bound")["seq_acc"] == 0.5

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -84,6 +85,23 @@ class Totals:
         for name, value in metrics.items():
             self.metric_sums[name] = self.metric_sums.get(name, 0.0) + value * batch_size
 
+    def add_loss_output(self, out: Any, batch_size: int, *, counted: bool = True) -> None:
+        """Add what a family's loss returned (a ``LossOutput``) for a batch of ``batch_size`` examples.
+
+        ``counted=False`` adds zeros: a process that only repeats a replicated
+        evaluation still names every metric, so :meth:`reduced` lines up across processes.
+        """
+        scale = 1 if counted else 0
+        nll_sum = None if out.nll_sum is None else float(out.nll_sum) * scale
+        self.add_loss(
+            batch_size * scale,
+            float(out.loss),
+            int(out.n_tokens) * scale,
+            nll_sum,
+            {name: float(value) * scale for name, value in out.metrics.items()},
+            loss_weight=float(out.eval_weight(batch_size)) * scale,
+        )
+
     def add_prediction(
         self, generated: Sequence[int], nfe: int, steps: int, target: Sequence[int] | None
     ) -> None:
@@ -97,6 +115,20 @@ class Totals:
             self.exact += exact_match(generated, target)
             self.token_correct += token_matches(generated, target)
             self.target_tokens += len(target)
+
+    def reduced(self, sum_across: Callable[[list[float]], list[float]]) -> Totals:
+        """These totals summed over processes.
+
+        ``sum_across`` sums a list of numbers element-wise across processes (every
+        process passes the same layout: the same metric names, in sorted order).
+        """
+        names = sorted(self.metric_sums)
+        numbers = [float(getattr(self, f)) for f in _SUMMED] + [self.metric_sums[n] for n in names]
+        summed = sum_across(numbers)
+        fields = dict(zip(_SUMMED, summed[: len(_SUMMED)], strict=True))
+        out = Totals(**{f: type(getattr(self, f))(v) for f, v in fields.items()})
+        out.metric_sums = dict(zip(names, summed[len(_SUMMED) :], strict=True))
+        return out
 
     def summary(self, nll_kind: str) -> dict[str, float | str | None]:
         out: dict[str, float | str | None] = {}
@@ -116,6 +148,10 @@ class Totals:
             out["mean_length"] = self.generated_tokens / self.predicted
             out["entropy"] = self.entropy_sum / self.predicted
         return out
+
+
+#: The numeric fields of :class:`Totals`, in the order :meth:`Totals.reduced` packs them.
+_SUMMED = tuple(f.name for f in attrs.fields(Totals) if f.name != "metric_sums")
 
 
 def mean_length(sequences: Iterable[Sequence[int]]) -> float | None:

@@ -289,17 +289,7 @@ class Pipeline:
                 for start in range(0, len(indexed), size):
                     chunk = indexed[start : start + size]
                     for batch in collate(chunk).to(self.device).parts:
-                        out = self.loss(self.model, batch)
-                        nll_sum = None if out.nll_sum is None else float(out.nll_sum)
-                        metrics = {k: float(v) for k, v in out.metrics.items()}
-                        totals.add_loss(
-                            batch.size,
-                            float(out.loss),
-                            int(out.n_tokens),
-                            nll_sum,
-                            metrics,
-                            loss_weight=float(out.eval_weight(batch.size)),
-                        )
+                        totals.add_loss_output(self.loss(self.model, batch), batch.size)
                     bar.update(len(chunk))
 
     def _predict(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from xlm_core.components import Batch, DataShape, Vocab
 from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
-from xlm_core.metrics import exact_match, token_matches
+from xlm_core.metrics import Totals
 
 # -- optimisation -----------------------------------------------------------------------------
 
@@ -125,8 +124,7 @@ class XLMModule(L.LightningModule):
         self.nll_kind: str = type(self.loss_fn).nll_kind
         self.vocab, self.shape, self.task_kind = vocab, shape, task_kind
         self.log_every = log_interval(run_config.training.max_steps)
-        self._val_sums: dict[str, Tensor] = {}
-        self._val_predictions: Tensor | None = None
+        self._val_totals = Totals()
         self._val_rng = contextlib.ExitStack()
 
     # training
@@ -173,10 +171,7 @@ class XLMModule(L.LightningModule):
         # Fixed randomness for anything the loss draws itself, without disturbing training's stream.
         self._val_rng.enter_context(isolate_rng())
         torch.manual_seed(derived_seed(self.run_config.eval.seed, self.global_rank))
-        self._val_sums = defaultdict(
-            lambda: torch.zeros((), dtype=torch.float64, device=self.device)
-        )
-        self._val_predictions = None
+        self._val_totals = Totals()
 
     def validation_step(
         self, batch: EvalBatch | PromptBatch, batch_idx: int, dataloader_idx: int = 0
@@ -185,28 +180,11 @@ class XLMModule(L.LightningModule):
             self._predict_batch(batch)
             return
         for part in batch.parts:
-            self._add_loss(part, batch.counted)
-
-    def _add_loss(self, batch: Batch, counted: bool) -> None:
-        out = self.loss_fn(self.model, batch)
-        size = batch.size
-        weight = torch.as_tensor(out.eval_weight(size), device=self.device).double()
-        values = {
-            "examples": size,
-            "loss": out.loss.detach().double() * weight,
-            "loss_weight": weight,
-            "n_tokens": out.n_tokens,
-            **{f"metric/{n}": torch.as_tensor(v).detach() * size for n, v in out.metrics.items()},
-        }
-        if out.nll_sum is not None:
-            values["nll_sum"] = out.nll_sum.detach()
-        # Every process adds the same names (the sum over processes needs them); one that only
-        # repeats a replicated evaluation adds zeros.
-        for name, value in values.items():
-            self._val_sums[name] += torch.as_tensor(value, device=self.device).double() * counted
+            out = self.loss_fn(self.model, part)
+            self._val_totals.add_loss_output(out, part.size, counted=batch.counted)
 
     def _predict_batch(self, batch: PromptBatch) -> None:
-        """Decode a batch of validation prompts; results are stored per example index."""
+        """Decode a batch of validation prompts, each with its example's seed."""
         seed = self.run_config.eval.seed
         prediction = self.predictor.predict(
             self.model,
@@ -214,58 +192,23 @@ class XLMModule(L.LightningModule):
             settings=self.run_config.predictor,
             seeds=[derived_seed(seed, i) for i in batch.indices],
         )
-        if self._val_predictions is None:
-            limit = self.trainer.datamodule.predict_count
-            self._val_predictions = torch.zeros(5, limit, dtype=torch.float64, device=self.device)
-        nfe = prediction.nfe.tolist()
-        for b, (ids, example) in enumerate(
-            zip(prediction.sequences(), batch.examples, strict=True)
-        ):
-            target = list(example.target_ids)
-            row = [1.0, exact_match(ids, target), token_matches(ids, target), len(target), nfe[b]]
-            self._val_predictions[:, batch.indices[b]] = torch.tensor(row, dtype=torch.float64)
+        if not batch.counted:  # a replicated decode: the first process counts it
+            return
+        steps, nfe = prediction.steps.tolist(), prediction.nfe.tolist()
+        for b, (ids, example) in enumerate(zip(prediction.sequences(), batch.examples, strict=True)):
+            self._val_totals.add_prediction(ids, nfe[b], steps[b], list(example.target_ids))
 
     def on_validation_epoch_end(self) -> None:
         self._val_rng.close()
-        strategy = self.trainer.strategy
-        names = sorted(self._val_sums)
-        logged: dict[str, float] = {}
-        if names:
-            totals = strategy.reduce(
-                torch.stack([self._val_sums[n] for n in names]), reduce_op="sum"
-            )
-            sums = dict(zip(names, totals.tolist(), strict=True))
-            examples = sums.pop("examples")
-            loss, weight = sums.pop("loss"), sums.pop("loss_weight")
-            if weight:
-                logged["val/loss"] = loss / weight
-            n_tokens, nll_sum = sums.pop("n_tokens"), sums.pop("nll_sum", None)
-            if self.nll_kind != "none" and nll_sum is not None and n_tokens:
-                logged["val/nll"] = nll_sum / n_tokens
-            logged.update(
-                {f"val/{n.removeprefix('metric/')}": v / examples for n, v in sums.items()}
-            )
-        if self.trainer.datamodule.predicts_in_validation:
-            logged.update(self._prediction_metrics())
+        totals = self._val_totals.reduced(self._sum_across_processes)
+        summary = totals.summary(self.nll_kind)
+        logged = {"val/loss": summary.get("loss"), "val/nll": summary.get("nll")}
+        logged.update({f"val/{name}": summary[name] for name in totals.metric_sums})
+        if totals.predicted:
+            logged.update({f"val/{k}": summary[k] for k in ("seq_acc", "token_acc", "nfe")})
         # Already global: every rank logs the same numbers, and the mean Lightning takes keeps them.
-        self.log_dict(logged, sync_dist=True)
-        self._val_sums = {}
+        self.log_dict({k: v for k, v in logged.items() if v is not None}, sync_dist=True)
 
-    def _prediction_metrics(self) -> dict[str, float]:
-        local = self._val_predictions
-        if local is None:  # this rank decoded nothing (more ranks than prompt batches)
-            local = torch.zeros(
-                5, self.trainer.datamodule.predict_count, dtype=torch.float64, device=self.device
-            )
-        # An example is decoded by one process, or identically by all (sharded model): max merges.
-        merged = self.all_gather(local)
-        if merged.dim() == 3:
-            merged = merged.max(dim=0).values
-        seen, exact, correct, length, nfe = merged.sum(dim=1).tolist()
-        if not seen:
-            return {}
-        return {
-            "val/seq_acc": exact / seen,
-            "val/token_acc": correct / max(length, 1.0),
-            "val/nfe": nfe / seen,
-        }
+    def _sum_across_processes(self, numbers: list[float]) -> list[float]:
+        packed = torch.tensor(numbers, dtype=torch.float64, device=self.device)
+        return self.trainer.strategy.reduce(packed, reduce_op="sum").tolist()

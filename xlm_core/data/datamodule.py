@@ -64,6 +64,7 @@ class PromptBatch:
 
     indices: list[int]
     examples: list[Example]
+    counted: bool = True
 
 
 @attrs.define(slots=True)
@@ -157,8 +158,14 @@ def join_rows(rows: list[Batch]) -> list[Batch]:
     ]
 
 
-def collate_prompts(items: list[tuple[int, Example]]) -> PromptBatch:
-    return PromptBatch([i for i, _ in items], [e for _, e in items])
+@attrs.define(frozen=True)
+class CollatePrompts:
+    """Prompt batches for the prediction pass; ``counted`` as for :class:`EvalBatch`."""
+
+    counted: bool = True
+
+    def __call__(self, items: list[tuple[int, Example]]) -> PromptBatch:
+        return PromptBatch([i for i, _ in items], [e for _, e in items], self.counted)
 
 
 class XLMDataModule(L.LightningDataModule):
@@ -253,7 +260,7 @@ class XLMDataModule(L.LightningDataModule):
             )
         ]
         if self.predicts_in_validation:
-            parts, part, _ = self._eval_share(self.predict_count)
+            parts, part, counted = self._eval_share(self.predict_count)
             prompts = IndexedExamples(validation, self.val_predict_limit, parts, part)
-            loaders.append(self._loader(prompts, self.eval_batch_size, collate_prompts))
+            loaders.append(self._loader(prompts, self.eval_batch_size, CollatePrompts(counted)))
         return loaders
