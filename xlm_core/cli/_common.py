@@ -6,11 +6,30 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from xlm_core.errors import XLMUserError
+
+# -- options several commands share ------------------------------------------------------------
+
+CheckpointOption = Annotated[
+    Path, typer.Option("--checkpoint", "-c", help="Checkpoint directory (or a run directory).")
+]
+PredictorSetsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="predictor.KEY=VALUE",
+        help="Sampling setting, e.g. --set predictor.temperature=0.",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)."),
+]
 
 
 def debug_mode() -> bool:
@@ -44,7 +63,9 @@ def json_safe(obj: Any) -> Any:
             out["non_finite"] = reasons
         return out
     if isinstance(obj, list | tuple):
-        return [None if isinstance(v, float) and not math.isfinite(v) else json_safe(v) for v in obj]
+        return [
+            None if isinstance(v, float) and not math.isfinite(v) else json_safe(v) for v in obj
+        ]
     return obj
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from xlm_core.cli._common import print_json
-from xlm_core.cli.generate import DEVICE_OPTION, open_checkpoint
+from xlm_core.cli._common import CheckpointOption, DeviceOption, PredictorSetsOption, print_json
+from xlm_core.cli.generate import open_checkpoint
 
 EPILOG = (
     "Examples:\n\n"
@@ -25,21 +25,14 @@ class Split(str, Enum):
 
 
 def evaluate(
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", "-c", help="Checkpoint directory (or a run directory)."
-    ),
-    split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate."),
-    limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Use the first N examples (default: all)."
-    ),
-    sets: list[str] | None = typer.Option(
-        None,
-        "--set",
-        metavar="predictor.KEY=VALUE",
-        help="Sampling setting, e.g. --set predictor.temperature=0.",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    device: str | None = DEVICE_OPTION,
+    checkpoint: CheckpointOption,
+    split: Annotated[Split, typer.Option("--split", help="Which split to evaluate.")] = Split.test,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Use the first N examples (default: all).")
+    ] = None,
+    sets: PredictorSetsOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Evaluate a checkpoint: task accuracy, per-token NLL and ppl, NFE and speed.
 

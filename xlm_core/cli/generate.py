@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from xlm_core.cli._common import print_json
+from xlm_core.cli._common import CheckpointOption, DeviceOption, PredictorSetsOption, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -17,41 +18,34 @@ EPILOG = (
     "  xlm generate --checkpoint runs/NAME --device cuda:1"
 )
 
-DEVICE_OPTION = typer.Option(
-    None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)."
-)
-
 
 def generate(
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", "-c", help="Checkpoint directory (or a run directory)."
-    ),
-    prompts: list[str] | None = typer.Option(
-        None, "--prompt", help="Prompt text; repeat for several."
-    ),
-    num_samples: int | None = typer.Option(
-        None,
-        "--num-samples",
-        "-n",
-        min=1,
-        help="Samples per prompt; without --prompt, how many (default 4).",
-    ),
-    seed: int = typer.Option(
-        0, "--seed", help="Sample j is seeded with (seed, j): same seed, same samples."
-    ),
-    sets: list[str] | None = typer.Option(
-        None,
-        "--set",
-        metavar="predictor.KEY=VALUE",
-        help="Sampling setting, e.g. --set predictor.temperature=0.",
-    ),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print a JSON list of {prompt, text, ids, steps, nfe}."
-    ),
-    show_steps: bool = typer.Option(
-        False, "--show-steps", help="Show the sequence after every decoding step."
-    ),
-    device: str | None = DEVICE_OPTION,
+    checkpoint: CheckpointOption,
+    prompts: Annotated[
+        list[str] | None,
+        typer.Option("--prompt", metavar="TEXT", help="Prompt text; repeat for several."),
+    ] = None,
+    num_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--num-samples",
+            "-n",
+            min=1,
+            help="Samples per prompt; without --prompt, how many (default 4).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Sample j is seeded with (seed, j): same seed, same samples."),
+    ] = 0,
+    sets: PredictorSetsOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of {prompt, text, ids, steps, nfe}.")
+    ] = False,
+    show_steps: Annotated[
+        bool, typer.Option("--show-steps", help="Show the sequence after every decoding step.")
+    ] = False,
+    device: DeviceOption = None,
 ) -> None:
     """Sample from a trained model. Without --prompt: test prompts (prompted tasks) or unconditional text."""
     pipeline, overrides = open_checkpoint(checkpoint, sets, device)
@@ -64,14 +58,19 @@ def generate(
         **overrides,
     )
     if json_out:
-        rows = []
-        for r in results:
-            row = r.as_dict()
-            if not show_steps:
-                row.pop("history")
-            rows.append(row)
-        print_json(rows)
+        print_json([_row(r, show_steps) for r in results])
         return
+    _print_samples(pipeline, results, show_steps)
+
+
+def _row(result, show_steps: bool) -> dict:
+    row = result.as_dict()
+    if not show_steps:
+        row.pop("history")
+    return row
+
+
+def _print_samples(pipeline, results, show_steps: bool) -> None:
     for j, r in enumerate(results):
         typer.echo(f"[{j}] prompt:    {r.prompt}" if r.prompt else f"[{j}]")
         if show_steps and r.history:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,52 +22,76 @@ EPILOG = (
 )
 
 
+# The options, one alias each so that the command's signature reads as a list.
+PluginOption = Annotated[
+    str | None, typer.Option("--plugin", "-p", help="Model family (see `xlm plugins list`).")
+]
+TaskOption = Annotated[
+    str | None, typer.Option("--task", help="Task name (see `xlm tasks list`); default star-easy.")
+]
+PresetOption = Annotated[
+    str | None,
+    typer.Option("--preset", help="Family preset applied over the defaults; default tiny."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML, TOML or JSON file with config sections.")
+]
+SetsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override one key, e.g. --set training.lr=3e-4."
+    ),
+]
+MaxStepsOption = Annotated[
+    int | None, typer.Option("--max-steps", min=1, help="Optimizer steps (training.max_steps).")
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Run directory; default runs/<plugin>-<task>-<time>.")
+]
+ResumeOption = Annotated[
+    Path | None, typer.Option("--resume", help="Continue the run in this directory.")
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the xlm run already in --out.")
+]
+PrintConfigOption = Annotated[
+    bool, typer.Option("--print-config", help="Print the resolved config (YAML) and exit.")
+]
+DevicesOption = Annotated[
+    str | None,
+    typer.Option("--devices", help="Lightning devices: a count or ids '0,1' (auto: one device)."),
+]
+StrategyOption = Annotated[
+    str | None, typer.Option("--strategy", help="Lightning strategy: auto, ddp, fsdp, ...")
+]
+NumNodesOption = Annotated[int | None, typer.Option("--num-nodes", min=1, help="Lightning nodes.")]
+AcceleratorOption = Annotated[
+    str | None, typer.Option("--accelerator", help="Lightning accelerator: auto, cpu, gpu.")
+]
+PrecisionOption = Annotated[
+    str | None, typer.Option("--precision", help="auto, 32, bf16-mixed or 16-mixed.")
+]
+
+
 def train(
-    plugin: str | None = typer.Option(
-        None, "--plugin", "-p", help="Model family (see `xlm plugins list`)."
-    ),
-    task: str | None = typer.Option(
-        None, "--task", help="Task name (see `xlm tasks list`); default star-easy."
-    ),
-    preset: str | None = typer.Option(
-        None, "--preset", help="Family preset applied over the defaults; default tiny."
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML, TOML or JSON file with config sections."
-    ),
-    sets: list[str] | None = typer.Option(
-        None, "--set", help="Override one key, e.g. --set training.lr=3e-4."
-    ),
-    max_steps: int | None = typer.Option(
-        None, "--max-steps", min=1, help="Optimizer steps (training.max_steps)."
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Run directory; default runs/<plugin>-<task>-<time>."
-    ),
-    resume: Path | None = typer.Option(
-        None, "--resume", help="Continue the run in this directory."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
-    print_config: bool = typer.Option(
-        False, "--print-config", help="Print the resolved config (YAML) and exit."
-    ),
-    devices: str | None = typer.Option(
-        None, "--devices", help="Lightning devices: auto, a count, or ids '0,1'."
-    ),
-    strategy: str | None = typer.Option(
-        None, "--strategy", help="Lightning strategy: auto, ddp, fsdp, ..."
-    ),
-    num_nodes: int | None = typer.Option(None, "--num-nodes", min=1, help="Lightning nodes."),
-    accelerator: str | None = typer.Option(
-        None, "--accelerator", help="Lightning accelerator: auto, cpu, gpu."
-    ),
-    precision: str | None = typer.Option(
-        None, "--precision", help="auto, 32, bf16-mixed or 16-mixed."
-    ),
+    plugin: PluginOption = None,
+    task: TaskOption = None,
+    preset: PresetOption = None,
+    config: ConfigOption = None,
+    sets: SetsOption = None,
+    max_steps: MaxStepsOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+    print_config: PrintConfigOption = False,
+    devices: DevicesOption = None,
+    strategy: StrategyOption = None,
+    num_nodes: NumNodesOption = None,
+    accelerator: AcceleratorOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Train a model family on a task; write DIR/final/ and print test metrics and samples."""
     from xlm_core.config import dump_config
-    from xlm_core.rundir import RUN_DIR_ENV, check_out_dir, default_run_dir, is_main_process
 
     hardware = {
         "devices": devices,
@@ -74,21 +99,18 @@ def train(
         "num_nodes": num_nodes,
         "accelerator": accelerator,
         "precision": precision,
+        "max_steps": max_steps,
     }
-    flag_sets = [f"training.{key}={value}" for key, value in hardware.items() if value is not None]
-    if max_steps is not None:
-        flag_sets.append(f"training.max_steps={max_steps}")
-    overrides = [*flag_sets, *(sets or [])]
-
+    overrides = [f"training.{k}={v}" for k, v in hardware.items() if v is not None] + (sets or [])
     if resume is not None:
         run_config = _resumed_config(
             resume, plugin, overrides, task=task, preset=preset, config=config
         )
+    elif plugin is None:
+        raise fail(
+            "--plugin is required (or --resume DIR to continue a run); see `xlm plugins list`"
+        )
     else:
-        if plugin is None:
-            raise fail(
-                "--plugin is required (or --resume DIR to continue a run); see `xlm plugins list`"
-            )
         from xlm_core.config import resolve_run_config
 
         run_config = resolve_run_config(
@@ -99,26 +121,28 @@ def train(
         typer.echo(dump_config(run_config), nl=False)
         return
 
-    if resume is not None:
-        run_dir = resume
-    else:
-        # Processes Lightning launches for other devices re-run this command: they join rank 0's directory.
-        inherited = os.environ.get(RUN_DIR_ENV)
-        run_dir = out or (
-            Path(inherited)
-            if inherited
-            else default_run_dir(run_config.plugin, run_config.task.name)
-        )
-        if is_main_process():
-            check_out_dir(run_dir, overwrite=overwrite)
-
     from xlm_core.runner import train as run_training
 
+    run_dir = resume if resume is not None else _new_run_dir(out, run_config, overwrite)
     result = run_training(
         run_config, run_dir=run_dir, resume=resume is not None, overwrite=overwrite
     )
     if result.is_main:
         _report(result)
+
+
+def _new_run_dir(out: Path | None, run_config, overwrite: bool) -> Path:
+    """``--out``, or the directory the launching process chose, or a new one; checked on the main process."""
+    from xlm_core.rundir import RUN_DIR_ENV, check_out_dir, default_run_dir, is_main_process
+
+    # Processes Lightning launches for other devices re-run this command: they join rank 0's directory.
+    inherited = os.environ.get(RUN_DIR_ENV)
+    run_dir = out or (
+        Path(inherited) if inherited else default_run_dir(run_config.plugin, run_config.task.name)
+    )
+    if is_main_process():
+        check_out_dir(run_dir, overwrite=overwrite)
+    return run_dir
 
 
 def _resumed_config(run_dir: Path, plugin: str | None, overrides: list[str], **others: object):
