@@ -1,24 +1,21 @@
 """``xlm plugins``: list, show, validate and scaffold plugins.
 
 ``list`` and ``show`` read only manifests and pydantic configs, so they never
-import torch; ``validate`` runs the conformance kit and does.
+import torch; ``validate`` runs the conformance kit and does. How the tables
+and schemas look is ``_render``'s concern.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING
 
 import typer
 
 from xlm_core.cli._common import print_json, warn
+from xlm_core.cli._render import default_text, flatten, qualname, schema_rows, short_error, table
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pydantic import BaseModel
-    from pydantic.fields import FieldInfo
-
     from xlm_core.plugins.registry import PluginRecord, Registry
 
 plugins_app = typer.Typer(
@@ -53,20 +50,12 @@ def list_plugins(json_out: bool = typer.Option(False, "--json", help="Print a JS
                 r.version or "-",
                 r.api_version or "-",
                 r.status,
-                _short_error(r),
+                short_error(r),
             ]
             for r in records
         ]
-        typer.echo(_table(["NAME", "DISTRIBUTION", "VERSION", "API", "STATUS", "ERROR"], rows))
+        typer.echo(table(["NAME", "DISTRIBUTION", "VERSION", "API", "STATUS", "ERROR"], rows))
     registry.check_strict()
-
-
-def _short_error(record: PluginRecord) -> str:
-    """The error without the ``plugin 'x' (dist v):`` prefix, which the row already shows."""
-    if not record.error:
-        return "-"
-    prefix = f"{record.origin}: "
-    return record.error[len(prefix) :] if record.error.startswith(prefix) else record.error
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -80,12 +69,12 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """A family's config schema (field, type, default, description), its predictor settings and presets."""
-    from xlm_core.plugins.registry import printable
+    from xlm_core.plugins.isolation import printable
 
     family = _registry().get(name)
     manifest, record = family.manifest, family.record
-    config_rows = _schema(manifest.config)
-    settings_rows = _schema(manifest.predictor_settings)
+    config_rows = schema_rows(manifest.config)
+    settings_rows = schema_rows(manifest.predictor_settings)
     if json_out:
         print_json(
             {
@@ -94,9 +83,9 @@ def show(
                 "version": record.version,
                 "api_version": record.api_version,
                 "description": manifest.description,
-                "config": {"class": _qualname(manifest.config), "fields": config_rows},
+                "config": {"class": qualname(manifest.config), "fields": config_rows},
                 "predictor_settings": {
-                    "class": _qualname(manifest.predictor_settings),
+                    "class": qualname(manifest.predictor_settings),
                     "fields": settings_rows,
                 },
                 "presets": manifest.presets,
@@ -110,75 +99,17 @@ def show(
         ("Model config", manifest.config, config_rows, "model"),
         ("Predictor settings", manifest.predictor_settings, settings_rows, "predictor"),
     ):
-        typer.echo(f"\n{title} ({_qualname(cls)}), set with --set {section}.FIELD=VALUE")
+        typer.echo(f"\n{title} ({qualname(cls)}), set with --set {section}.FIELD=VALUE")
         table_rows = [
-            [r["field"], r["type"], _default_text(r["default"]), r["description"]] for r in rows
+            [r["field"], r["type"], default_text(r["default"]), r["description"]] for r in rows
         ]
-        typer.echo(_table(["FIELD", "TYPE", "DEFAULT", "DESCRIPTION"], table_rows, indent="  "))
+        typer.echo(table(["FIELD", "TYPE", "DEFAULT", "DESCRIPTION"], table_rows, indent="  "))
     typer.echo("\nPresets, chosen with --preset NAME")
     preset_rows = [
-        [preset, " ".join(_flatten(values)) or "(no changes)"]
+        [preset, " ".join(flatten(values)) or "(no changes)"]
         for preset, values in manifest.presets.items()
     ]
-    typer.echo(_table(["NAME", "SETS"], preset_rows, indent="  ") if preset_rows else "  (none)")
-
-
-def _schema(model: type[BaseModel]) -> list[dict[str, Any]]:
-    from pydantic_core import to_jsonable_python
-
-    rows = []
-    for field, info in model.model_fields.items():
-        default = "required" if info.is_required() else info.get_default(call_default_factory=True)
-        rows.append(
-            {
-                "field": field,
-                "type": _type_text(info),
-                "default": to_jsonable_python(default, fallback=repr),
-                "description": info.description or "",
-            }
-        )
-    return rows
-
-
-_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-def _type_text(info: FieldInfo) -> str:
-    """``float`` / ``int | None`` / ``Literal['a', 'b']``, followed by bounds such as ``>0``."""
-    annotation = info.annotation
-    if isinstance(annotation, type) and not get_args(annotation):
-        text = annotation.__name__
-    else:
-        text = re.sub(r"\b(typing|typing_extensions)\.", "", repr(annotation)).replace(
-            "NoneType", "None"
-        )
-    bounds = [
-        f"{symbol}{getattr(meta, key)}"
-        for meta in info.metadata
-        for key, symbol in _BOUNDS.items()
-        if getattr(meta, key, None) is not None
-    ]
-    return " ".join([text, *bounds])
-
-
-def _default_text(value: Any) -> str:
-    import json
-
-    return value if value == "required" else json.dumps(value)
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> list[str]:
-    items = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            items.extend(_flatten(value, f"{prefix}{key}."))
-        else:
-            items.append(f"{prefix}{key}={value}")
-    return items
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    typer.echo(table(["NAME", "SETS"], preset_rows, indent="  ") if preset_rows else "  (none)")
 
 
 # -- validate ---------------------------------------------------------------------------------
@@ -243,10 +174,10 @@ def _validate_one(
         if strict:
             failures.append(f"{record.name}/warning")
     if record.status == "incompatible" and not (strict or named):
-        typer.echo(f"  SKIP  incompatible: {_short_error(record)}")
+        typer.echo(f"  SKIP  incompatible: {short_error(record)}")
         return failures
     if record.status != "ok":
-        typer.echo(f"  FAIL  load: {_short_error(record)}")
+        typer.echo(f"  FAIL  load: {short_error(record)}")
         return [*failures, f"{record.name}/load"]
     from xlm_core.testing import run_conformance  # imports torch
 
@@ -300,22 +231,6 @@ def _registry(*, warnings_to_stderr: bool = True) -> Registry:
             for message in record.warnings:
                 warn(message)
     return registry
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded.
-
-    Cells are made printable: names, versions, errors and descriptions come from plugins.
-    """
-    from xlm_core.plugins.registry import printable
-
-    text = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in text) for i in range(len(headers) - 1)]
-    lines = []
-    for row in text:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)] + [row[-1]]
-        lines.append((indent + "  ".join(cells)).rstrip())
-    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

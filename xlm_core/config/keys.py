@@ -23,7 +23,7 @@ from xlm_core.config.task import (
     task_kind,
 )
 from xlm_core.errors import XLMUserError
-from xlm_core.plugins.manifest import rename_keys, warn_renamed
+from xlm_core.plugins.settings import rename_keys, warn_renamed
 from xlm_core.utils import suggest
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import Field, SerializeAsAny
 
 from xlm_core.config.task import AnyTaskConfig, StarTaskConfig
-from xlm_core.plugins.manifest import FamilyConfig, PredictorSettings, StrictModel
+from xlm_core.plugins.settings import FamilyConfig, PredictorSettings, StrictModel
 
 M = TypeVar("M", bound=FamilyConfig)
 P = TypeVar("P", bound=PredictorSettings)

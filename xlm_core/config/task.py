@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from xlm_core.plugins.manifest import StrictModel
+from xlm_core.plugins.settings import StrictModel
 
 StarTaskName = Literal["star-easy", "star-medium", "star-hard"]
 STAR_TASKS: tuple[str, ...] = typing.get_args(StarTaskName)

@@ -1,9 +1,7 @@
 """The ``text`` task: language modelling on local files or a Hugging Face dataset.
 
-Sources (``TextTaskConfig``): ``path`` - a ``.txt`` (one document per line),
-``.jsonl`` or ``.parquet`` file, or a folder of them - or ``dataset`` (+
-``dataset_config``), loaded with ``datasets.load_dataset``. Empty documents are
-dropped. Splits missing from the source (``validation``, ``test``) are each
+Reading the source (``task.path`` or ``task.dataset``) is ``text_sources``'s
+concern. Splits missing from the source (``validation``, ``test``) are each
 held out of ``train`` (``validation_fraction`` of its documents, deterministic).
 
 Preparation runs once: tokenize (``datasets.map``, with a progress bar), then
@@ -36,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from xlm_core.components import DataShape, Example
 from xlm_core.config import TextTaskConfig
+from xlm_core.data.text_sources import BUILDERS as BUILDERS  # re-exported: its old home
+from xlm_core.data.text_sources import TextSource
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
 from xlm_core.errors import XLMUserError
 
@@ -43,14 +43,6 @@ if TYPE_CHECKING:  # datasets takes ~1 s to import: only when text is actually p
     from datasets import Dataset
 
 SPLITS = ("train", "validation", "test")
-#: Split names other than ours that Hugging Face datasets use.
-_SPLIT_ALIASES = {
-    "train": ("train",),
-    "validation": ("validation", "valid", "dev"),
-    "test": ("test",),
-}
-#: File extension -> the ``datasets`` packaged builder that reads it.
-BUILDERS = {".txt": "text", ".jsonl": "json", ".parquet": "parquet"}
 #: Bump when the prepared layout or the packing rule changes: old caches are then ignored.
 FORMAT_VERSION = 1
 _HOLDOUT_SEED = 0
@@ -76,6 +68,7 @@ class TextTask:
         self.shape = DataShape(prompt_length=0, target_length=config.block_size)
         cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
         self.cache_root = cache_dir / "text"
+        self.source = TextSource(config, hf_cache=self.cache_root / "hf")
         if tokenizer_path is not None:
             self.tokenizer = Tokenizer.from_file(tokenizer_path)
         elif config.tokenizer is not None:
@@ -102,7 +95,7 @@ class TextTask:
         key = _hash(
             {
                 "format": FORMAT_VERSION,
-                "source": self._identity,
+                "source": self.source.identity,
                 "tokenizer": self.tokenizer.fingerprint(),
                 "block_size": c.block_size,
                 "pack": c.pack,
@@ -128,7 +121,7 @@ class TextTask:
                 for split in SPLITS
             }
             meta = {
-                "source": self._identity,
+                "source": self.source.identity,
                 "tokenizer": self.tokenizer.fingerprint(),
                 "examples": counts,
                 "block_size": self.config.block_size,
@@ -149,7 +142,7 @@ class TextTask:
     def _trained_tokenizer(self) -> Tokenizer:
         key = _hash(
             {
-                "source": self._identity,
+                "source": self.source.identity,
                 "vocab_size": self.config.vocab_size,
                 "holdout": self.config.validation_fraction,
                 "format": FORMAT_VERSION,
@@ -168,123 +161,12 @@ class TextTask:
         tokenizer.save(directory)
         return tokenizer
 
-    # -- source -------------------------------------------------------------------------------
-
-    @cached_property
-    def _files(self) -> list[Path]:
-        """The local files of ``task.path`` (sorted), checked to exist and have a known type."""
-        root = Path(self.config.path).expanduser().resolve()  # type: ignore[arg-type]
-        if root.is_file():
-            if root.suffix.lower() not in BUILDERS:
-                raise XLMUserError(
-                    f"{root}: unsupported file type {root.suffix or '(none)'!r}; use {_kinds()}"
-                )
-            return [root]
-        if not root.is_dir():
-            raise XLMUserError(f"task.path: no such file or folder: {root}")
-        files = sorted(
-            p
-            for p in root.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in BUILDERS
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)  # .git, caches
-        )
-        if not files:
-            raise XLMUserError(f"{root}: folder holds no {_kinds()} files")
-        return files
-
-    @cached_property
-    def _identity(self) -> dict[str, Any]:
-        """What the cache keys hash: changes whenever the source data may have changed."""
-        c = self.config
-        if c.path is not None:
-            files = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in self._files]
-            return {"files": files, "text_field": c.text_field}
-        identity: dict[str, Any] = {
-            "dataset": c.dataset,
-            "config": c.dataset_config,
-            "text_field": c.text_field,
-        }
-        local = Path(c.dataset).expanduser()  # type: ignore[arg-type]
-        if local.exists():  # a local dataset folder or script: its files are part of its identity
-            paths = (
-                [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-            )
-            identity["files"] = [
-                [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths
-            ]
-        return identity
-
-    @property
-    def _label(self) -> str:
-        c = self.config
-        return (
-            str(c.path)
-            if c.path is not None
-            else f"dataset {c.dataset!r}" + (f" ({c.dataset_config})" if c.dataset_config else "")
-        )
+    # -- splits -------------------------------------------------------------------------------
 
     @cached_property
     def _raw_splits(self) -> dict[str, Dataset]:
-        """train/validation/test with one column ``text``, empty documents dropped."""
-        found = self._load_local() if self.config.path is not None else self._load_hub()
-        found = {split: _drop_empty(ds) for split, ds in found.items()}
-        if "train" not in found or len(found["train"]) == 0:
-            raise XLMUserError(
-                f"{self._label}: the corpus is empty (no non-empty documents in train)"
-            )
-        return _hold_out(found, self.config.validation_fraction, self._label)
-
-    def _load_local(self) -> dict[str, Dataset]:
-        import datasets
-
-        # `datasets` fails on an empty file with a message about schemas; it holds no documents anyway.
-        non_empty = [f for f in self._files if f.stat().st_size]
-        if not non_empty:
-            what = "the file is" if len(self._files) == 1 else f"all {len(self._files)} files are"
-            raise XLMUserError(f"{self._label}: {what} empty")
-        parts = []
-        by_builder: dict[str, list[str]] = {}
-        for f in non_empty:
-            by_builder.setdefault(BUILDERS[f.suffix.lower()], []).append(str(f))
-        for builder, files in sorted(by_builder.items()):
-            try:
-                ds = datasets.load_dataset(
-                    builder,
-                    data_files={"train": files},
-                    split="train",
-                    cache_dir=str(self.cache_root / "hf"),
-                )
-                # pyarrow's JSON reader (and a careless parquet writer) lets invalid UTF-8 through,
-                # to fail later, deep inside `datasets`.
-                ds.data.validate(full=True)
-            except Exception as exc:  # binary or non-UTF-8 text, malformed JSON, bad parquet, ...
-                raise XLMUserError(_read_error(files, builder, exc)) from exc
-            field = "text" if builder == "text" else self.config.text_field
-            parts.append(_text_column(ds, field, _files_label(files)))
-        return {"train": datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]}
-
-    def _load_hub(self) -> dict[str, Dataset]:
-        import datasets
-
-        c = self.config
-        try:
-            # The Hub, or a local dataset folder: whatever `datasets` resolves the name to.
-            loaded = datasets.load_dataset(c.dataset, c.dataset_config)
-        except Exception as exc:  # offline, unknown name, missing config, ...
-            raise XLMUserError(f"cannot load {self._label}: {_first_line(exc)}") from exc
-        if not isinstance(loaded, datasets.DatasetDict):
-            loaded = datasets.DatasetDict({"train": loaded})
-        found = {}
-        for split, aliases in _SPLIT_ALIASES.items():
-            name = next((a for a in aliases if a in loaded), None)
-            if name is not None:
-                found[split] = _text_column(
-                    loaded[name], c.text_field, f"{self._label} split {name!r}"
-                )
-        if "train" not in found:
-            raise XLMUserError(f"{self._label} has no 'train' split (splits: {', '.join(loaded)})")
-        return found
+        """train/validation/test with one column ``text``: the source's, missing ones held out."""
+        return _hold_out(self.source.splits(), self.config.validation_fraction, self.source.label)
 
     # -- tokenization --------------------------------------------------------------------------
 
@@ -316,7 +198,7 @@ class TextTask:
         return len(result)
 
     def __repr__(self) -> str:
-        return f"TextTask({self._label!r}, block_size={self.config.block_size}, pack={self.config.pack})"
+        return f"TextTask({self.source.label!r}, block_size={self.config.block_size}, pack={self.config.pack})"
 
 
 class TokenBlocks(Sequence[Example]):
@@ -360,27 +242,6 @@ class TokenBlocks(Sequence[Example]):
         return Example((), tuple(values[offsets[row] : offsets[row + 1]].tolist()))
 
 
-def _drop_empty(ds: Dataset) -> Dataset:
-    return ds.filter(
-        lambda b: [bool(t and t.strip()) for t in b["text"]],
-        batched=True,
-        desc="Dropping empty documents",
-    )
-
-
-def _text_column(ds: Dataset, field: str, label: str) -> Dataset:
-    if field not in ds.column_names:
-        raise XLMUserError(
-            f"{label}: no text field {field!r} (columns: {', '.join(ds.column_names)}); set task.text_field"
-        )
-    dtype = getattr(ds.features[field], "dtype", None)
-    if dtype not in ("string", "large_string"):
-        kind = dtype or type(ds.features[field]).__name__
-        raise XLMUserError(f"{label}: field {field!r} holds {kind} values, not text; set task.text_field")
-    ds = ds.select_columns([field])
-    return ds.rename_column(field, "text") if field != "text" else ds
-
-
 def _hold_out(found: dict[str, Dataset], fraction: float, label: str) -> dict[str, Dataset]:
     """Carve each missing held-out split out of train: ``fraction`` of its documents, fixed seed."""
     missing = [s for s in ("validation", "test") if s not in found]
@@ -409,55 +270,3 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _kinds() -> str:
-    return ", ".join(BUILDERS)
-
-
-def _files_label(files: Sequence[str]) -> str:
-    return files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more files)"
-
-
-def _read_error(files: Sequence[str], builder: str, exc: BaseException) -> str:
-    """Why `datasets` could not read ``files``, on one line naming the file (and line).
-
-    `datasets` wraps the cause in "An error occurred while generating the dataset", and pyarrow's
-    JSON errors give byte offsets within a block, so on failure (only then: it costs a pass over
-    the files) the files are checked here, line by line.
-    """
-    for file in files:
-        problem = _file_problem(Path(file), builder)
-        if problem:
-            return f"cannot read {file}: {problem}"
-    while exc.__cause__ is not None:  # no problem we know: the innermost cause says the most
-        exc = exc.__cause__
-    return f"cannot read {_files_label(files)}: {_first_line(exc)}"
-
-
-def _file_problem(path: Path, builder: str) -> str | None:
-    """What makes a .txt or .jsonl file unreadable, with its line number; None if nothing does."""
-    if builder == "parquet":
-        return None
-    with open(path, "rb") as f:
-        if b"\0" in f.read(8192):  # git's test: text has no NUL bytes, binary formats nearly always do
-            return "it is a binary file, not text"
-        f.seek(0)
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                byte = raw[error.start]
-                return f"line {number}: not UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"
-            if builder != "json" or not line.strip():
-                continue
-            try:
-                record = json.loads(line.rstrip("\r\n"))  # so columns count within this line
-            except json.JSONDecodeError as error:
-                return f"line {number}: invalid JSON ({error.msg}, column {error.colno})"
-            if not isinstance(record, dict):
-                return f"line {number}: expected a JSON object, got {type(record).__name__}"
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

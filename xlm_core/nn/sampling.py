@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from xlm_core.plugins.manifest import ConfidenceKind
+from xlm_core.plugins.settings import ConfidenceKind
 
 #: Deprecated alias of :data:`xlm_core.plugins.ConfidenceKind`, the one Literal of confidence
 #: kinds (settings validate against it); removed in xlm-core 0.3.0.

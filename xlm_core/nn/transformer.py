@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm_core.nn.kv_cache import KVCache, key_query_mask
-from xlm_core.plugins.manifest import FamilyConfig
+from xlm_core.plugins.settings import FamilyConfig
 
 __all__ = ["KVCache", "Transformer"]
 

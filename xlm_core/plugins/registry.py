@@ -1,18 +1,17 @@
-"""A typed facade over pluggy: discovers, loads, validates and isolates plugins.
+"""A typed facade over pluggy: discovers and loads plugins, and answers what is usable.
 
 Nothing outside this module calls ``pm.hook.*``. Each entry point is loaded
-inside its own error handling, so one broken plugin is reported as ``failed``
-and never stops the CLI or the other plugins.
+inside its own error handling (``isolation``), so one broken plugin is reported
+as ``failed`` and never stops the CLI or the other plugins; what its hooks must
+return is checked in ``validation``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import signal
-import threading
 import types
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -20,21 +19,19 @@ from typing import Any, Literal
 
 import attrs
 import pluggy
-import pydantic
 
-import xlm_core
 from xlm_core.errors import PluginError, StrictPluginError
 from xlm_core.plugins import hookspecs
+from xlm_core.plugins.isolation import SigintWatch, plugin_failure, printable
+from xlm_core.plugins.isolation import describe_exception as describe_exception  # its old home
 from xlm_core.plugins.manifest import (
     COMPONENT_KINDS,
     ComponentKind,
     ComponentRef,
     FamilyManifest,
     TaskRef,
-    api_compatibility,
-    api_version_hint,
-    parse_version,
 )
+from xlm_core.plugins.validation import check_plugin
 
 ENTRY_POINT_GROUP = "xlm.plugins"
 Status = Literal["ok", "failed", "incompatible", "disabled"]
@@ -100,13 +97,11 @@ class Family:
         """Import and contract-check one component class (first use only); failures mark the plugin failed."""
         if kind not in self._resolved:
             ref = self.record.components[kind]
-            with _SigintWatch() as sigint:
+            with SigintWatch() as sigint:
                 try:
                     obj = ref.resolve()
                 except BaseException as exc:  # even a plugin's sys.exit() must not escape
-                    if sigint.is_users(exc):
-                        raise
-                    problem = describe_exception(exc)
+                    problem = plugin_failure(exc, sigint)
                     self.record.fail(f"cannot import {kind} {ref.path!r}: {problem}")
                     raise PluginError(self.record.error) from exc
             from xlm_core.components import contract_violation  # imports torch: only on first use
@@ -200,21 +195,17 @@ class Registry:
                 r.fail(f"family name {name!r} is registered twice: {others}")
             self._families.pop(name, None)
             return record
-        with _SigintWatch() as sigint:
+        with SigintWatch() as sigint:
             try:
                 plugin = module() if callable(module) and not isinstance(module, types.ModuleType) else module
                 self._pm.register(plugin, name=name)
             except BaseException as exc:  # import errors, bad hookimpls, even sys.exit() at import
-                if sigint.is_users(exc):
-                    raise
-                record.fail(f"cannot load: {describe_exception(exc)}")
+                record.fail(f"cannot load: {plugin_failure(exc, sigint)}")
                 return record
             try:
-                self._validate(record, plugin)
+                check_plugin(record, functools.partial(self._call, plugin))
             except BaseException as exc:  # whatever a plugin's hook raises, SystemExit included
-                if sigint.is_users(exc):
-                    raise
-                record.fail(describe_exception(exc))
+                record.fail(plugin_failure(exc, sigint))
         if record.status != "ok":
             self._pm.unregister(plugin)
         else:
@@ -227,54 +218,6 @@ class Registry:
             if impl.plugin is plugin:
                 return True, impl.function()
         return False, None
-
-    def _validate(self, record: PluginRecord, plugin: object) -> None:
-        found, manifest = self._call(plugin, "xlm_family")
-        if not found:
-            record.fail("does not implement xlm_family(); see docs/plugins.md")
-            return
-        if not isinstance(manifest, FamilyManifest):
-            record.fail(f"xlm_family() returned {type(manifest).__name__}, expected FamilyManifest")
-            return
-        record.manifest, record.api_version = manifest, manifest.api_version
-        if manifest.name != record.name:
-            record.fail(
-                f"xlm_family() names the family {manifest.name!r} but the entry point is "
-                f"{record.name!r}; make them equal"
-            )
-            return
-        compatibility = api_compatibility(manifest.api_version)
-        if compatibility == "other_major":
-            core_major = parse_version(xlm_core.PLUGIN_API_VERSION)[0]
-            record.fail(
-                f"targets plugin API {manifest.api_version} but xlm-core {xlm_core.__version__} "
-                f"provides {xlm_core.PLUGIN_API_VERSION}; install a version of "
-                f"{record.distribution or record.name} built for API {core_major}.x; "
-                f"to port it, {api_version_hint()}",
-                status="incompatible",
-            )
-            return
-        if compatibility == "newer_minor":
-            record.warnings.append(
-                f"{record.origin} targets plugin API {manifest.api_version}, newer than "
-                f"xlm-core's {xlm_core.PLUGIN_API_VERSION}; upgrade xlm-core"
-            )
-        for kind in COMPONENT_KINDS:
-            hook = hookspecs.COMPONENT_HOOKS[kind]
-            found, ref = self._call(plugin, hook)
-            if not found:
-                record.fail(f"missing component {kind!r}: implement {hook}()")
-                return
-            if not isinstance(ref, ComponentRef):
-                record.fail(f"{hook}() returned {type(ref).__name__}, expected ComponentRef")
-                return
-            record.components[kind] = ref
-        found, tasks = self._call(plugin, "xlm_tasks")
-        if found:
-            if not all(isinstance(t, TaskRef) for t in tasks or ()):
-                record.fail("xlm_tasks() must return a list of TaskRef")
-                return
-            record.tasks = list(tasks or ())
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -314,64 +257,6 @@ class Registry:
         """Under XLM_STRICT_PLUGINS=1, any failed or incompatible plugin is a hard error."""
         if strict_mode() and self.failures():
             raise StrictPluginError("; ".join(r.error or r.origin for r in self.failures()))
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``TypeName: message`` on one line; a pydantic error lists each ``field: problem``.
-
-    Made printable, since the message is the plugin's and ends up on the user's terminal.
-    """
-    if isinstance(exc, pydantic.ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
-        text = f"invalid {exc.title}: {problems}"
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
-    return printable(" ".join(text.split()))  # status lines and table cells are one line each
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\x1b``): plugin text must not drive the terminal.
-
-    Format characters (Cf) go too: bidi overrides can make a line read differently than it runs.
-    """
-    return "".join(
-        ascii(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text
-    )
-
-
-class _SigintWatch:
-    """Tells the user's Ctrl-C from a KeyboardInterrupt that plugin code raises itself.
-
-    While plugin code runs, a SIGINT handler notes each signal and then behaves as the handler
-    it replaced. A KeyboardInterrupt with a SIGINT noted is the user's and must stop the command;
-    any other (``raise KeyboardInterrupt`` in a plugin) is that plugin's failure. Only the main
-    thread can install a handler, but Python delivers SIGINT to no other thread, so elsewhere
-    every KeyboardInterrupt is the plugin's. Under SIG_IGN or SIG_DFL a Ctrl-C raises nothing,
-    so there is nothing to tell apart and no handler is installed.
-    """
-
-    def __enter__(self) -> _SigintWatch:
-        self.seen, self._previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if callable(previous):
-                self._previous = previous
-                signal.signal(signal.SIGINT, self._note)
-        return self
-
-    def _note(self, signum: int, frame: types.FrameType | None) -> None:
-        self.seen = True
-        assert self._previous is not None
-        self._previous(signum, frame)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def is_users(self, exc: BaseException) -> bool:
-        return isinstance(exc, KeyboardInterrupt) and self.seen
 
 
 def strict_mode() -> bool:

@@ -16,7 +16,8 @@ import attrs
 import torch
 
 from xlm_core.errors import PluginError
-from xlm_core.plugins.registry import Family, describe_exception, get_registry
+from xlm_core.plugins.isolation import describe_exception
+from xlm_core.plugins.registry import Family, get_registry
 from xlm_core.testing.checks import (
     check_batch_invariance,
     check_checkpoint_roundtrip,

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from xlm_core.components import Batch, DataShape, Example, Prediction, Vocab
-from xlm_core.plugins.registry import Family, describe_exception
+from xlm_core.plugins.isolation import describe_exception
+from xlm_core.plugins.registry import Family
 from xlm_core.testing.contracts import expect
 
 #: The backbone every check builds: small enough that the whole kit takes about a second on CPU.
