@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # this module stays importable without torch (tasks and confi
     from torch import Tensor, nn
 
 NLLKind = Literal["exact", "bound", "none"]
+#: The splits every task provides; ``xlm eval --split`` chooses among the last two.
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 IGNORE_INDEX = -100
 
 

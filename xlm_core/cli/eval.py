@@ -9,6 +9,7 @@ import typer
 
 from xlm_core.cli._common import CheckpointOption, DeviceOption, PredictorSetsOption, print_json
 from xlm_core.cli.generate import open_checkpoint
+from xlm_core.components import SPLITS
 
 EPILOG = (
     "Examples:\n\n"
@@ -19,14 +20,15 @@ EPILOG = (
 )
 
 
-class Split(str, Enum):
-    validation = "validation"
-    test = "test"
+#: The splits ``xlm eval`` offers: every split but the training data.
+EvalSplit = Enum("EvalSplit", {name: name for name in SPLITS if name != "train"}, type=str)
 
 
 def evaluate(
     checkpoint: CheckpointOption,
-    split: Annotated[Split, typer.Option("--split", help="Which split to evaluate.")] = Split.test,
+    split: Annotated[
+        EvalSplit, typer.Option("--split", help="Which split to evaluate.")
+    ] = EvalSplit.test,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Use the first N examples (default: all).")
     ] = None,

@@ -30,12 +30,11 @@ from typing import Literal
 import attrs
 import numpy as np
 
-from xlm_core.components import DataShape, Example
+from xlm_core.components import DataShape, Example, Split
 from xlm_core.config import STAR_TASKS
 from xlm_core.data.tokenizers import Tokenizer
 from xlm_core.errors import XLMUserError
 
-Split = Literal["train", "validation", "test"]
 SPLIT_SIZES: dict[str, int] = {"train": 50_000, "validation": 100, "test": 5_000}
 #: Which stream of the seed each split draws from; never renumber (it would change every dataset).
 _SPLIT_STREAM = {"train": 0, "validation": 1, "test": 2}

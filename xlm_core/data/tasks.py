@@ -14,7 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
-from xlm_core.components import DataShape, Example
+from xlm_core.components import DataShape, Example, Split
 from xlm_core.config import TEXT_TASK, StarTaskConfig, TaskConfig, TextTaskConfig
 from xlm_core.data.star import STAR_SPECS, StarTask
 from xlm_core.data.tokenizers import Tokenizer
@@ -22,7 +22,6 @@ from xlm_core.errors import PluginError, XLMUserError
 from xlm_core.utils import suggest
 
 TaskKind = Literal["prompted", "text"]
-SplitName = Literal["train", "validation", "test"]
 BUILT_IN = "built-in"
 TEXT_DESCRIPTION = (
     "language modelling on a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset"
@@ -38,7 +37,7 @@ class Task(Protocol):
     tokenizer: Tokenizer
     shape: DataShape  # longest prompt / longest target, content tokens (no EOS)
 
-    def examples(self, split: SplitName) -> Sequence[Example]:
+    def examples(self, split: Split) -> Sequence[Example]:
         """The split's examples: ``len()`` and random access."""
         ...
 

@@ -32,7 +32,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from xlm_core.components import DataShape, Example
+from xlm_core.components import SPLITS, DataShape, Example, Split
 from xlm_core.config import TextTaskConfig
 from xlm_core.data.text_sources import BUILDERS as BUILDERS  # re-exported: its old home
 from xlm_core.data.text_sources import TextSource
@@ -42,7 +42,6 @@ from xlm_core.errors import XLMUserError
 if TYPE_CHECKING:  # datasets takes ~1 s to import: only when text is actually prepared
     from datasets import Dataset
 
-SPLITS = ("train", "validation", "test")
 #: Bump when the prepared layout or the packing rule changes: old caches are then ignored.
 FORMAT_VERSION = 1
 _HOLDOUT_SEED = 0
@@ -79,7 +78,7 @@ class TextTask:
 
     # -- public -----------------------------------------------------------------------------
 
-    def examples(self, split: Literal["train", "validation", "test"]) -> Sequence[Example]:
+    def examples(self, split: Split) -> Sequence[Example]:
         """The split's token blocks (prepared and cached on first use)."""
         if split not in SPLITS:
             raise XLMUserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
