@@ -64,7 +64,7 @@ def test_layout_and_record(checkpoint, parts):
         "name": "arlm",
         "distribution": "xlm-arlm",
         "version": meta["plugin"]["version"],
-        "api_version": "1.0",
+        "api_version": "1.1",
     }
     assert meta["run_config"] == config.dump()
     assert meta["task_info"]["kind"] == "prompted"

@@ -6,4 +6,4 @@ tokens, decoded left to right with a KV cache. The entry module is
 and ``predictor`` and are imported only when used.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,4 +8,4 @@ fires. The entry module is :mod:`xlm_ilm.plugin`; the components live in
 ``model``, ``loss``, ``collator`` and ``predictor`` and are imported only when used.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -14,7 +14,7 @@ from xlm_ilm.config import PRESETS, ILMConfig, ILMSettings
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="ilm",
-        api_version="1.0",
+        api_version="1.1",
         description="Insertion LM: joint (gap x token) insertion softmax with a learned stop head.",
         config=ILMConfig,
         predictor_settings=ILMSettings,

@@ -5,4 +5,4 @@ The entry module is :mod:`xlm_mdlm.plugin`; it stays torch-free. Components live
 ``schedule``) and are imported on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -4,4 +4,4 @@ The entry module is :mod:`xlm_mlm.plugin`; it stays torch-free. Components live 
 ``model``, ``loss``, ``collator`` and ``predictor`` and are imported on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
