@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from xlm_core.config import resolve_run_config
 from xlm_core.data.datamodule import XLMDataModule
 from xlm_core.data.tasks import build_task
+from xlm_core.devices import lightning_precision
 from xlm_core.plugins import get_registry
 from xlm_core.runner import train
 from xlm_core.training import build_optimizer, lr_factor
@@ -118,9 +119,10 @@ def run_bare(config, warmup: int, steps: int) -> Window:
     )
     optimizer = build_optimizer(model, training, device)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, training))
+    # The same precision the harness chooses (xlm_core.devices): bf16 autocast where it is native.
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and torch.cuda.is_bf16_supported()
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if lightning_precision(training) == "bf16-mixed"
         else contextlib.nullcontext()
     )
     window = Window(device)

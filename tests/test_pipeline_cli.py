@@ -18,6 +18,7 @@ from xlm_core.pipeline import MASK_GLYPH
 from xlm_core.plugins import get_registry
 
 TINY = [
+    "training.precision=32",  # exact comparisons across batch shapes: bf16 rounding differs
     "model.d_model=32",
     "model.n_layers=2",
     "model.n_heads=2",

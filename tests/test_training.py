@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from xlm_core.checkpoint import FINAL_DIR, LAST_CKPT, LIGHTNING_DIR, RUN_FILE, read_meta
 from xlm_core.config import TrainingConfig, resolve_run_config
 from xlm_core.data.tasks import build_task
+from xlm_core.devices import cpu_native_bf16, native_bf16
 from xlm_core.devices import lightning_precision as resolve_precision
-from xlm_core.devices import native_bf16
+from xlm_core.errors import XLMUserError
 from xlm_core.metrics import Totals, token_matches
 from xlm_core.plugins import get_registry
 from xlm_core.runner import train
@@ -61,12 +62,25 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert {lr_factor(s, constant) for s in range(100)} == {1.0}
 
 
-def test_precision_resolution():
-    assert resolve_precision(TrainingConfig(precision="auto", accelerator="cpu")) == "32-true"
+def test_precision_resolution(monkeypatch):
+    native = cpu_native_bf16()
+    on_cpu = "bf16-mixed" if native else "32-true"
+    assert resolve_precision(TrainingConfig(precision="auto", accelerator="cpu")) == on_cpu
     assert resolve_precision(TrainingConfig(precision="32")) == "32-true"
-    assert resolve_precision(TrainingConfig(precision="bf16-mixed")) == "bf16-mixed"
-    expected = "bf16-mixed" if native_bf16() else "32-true"
+    expected = (
+        "bf16-mixed" if (native_bf16() if torch.cuda.device_count() else native) else "32-true"
+    )
     assert resolve_precision(TrainingConfig(precision="auto")) == expected
+    # asked for on a CPU without native bf16 (emulated, slower than fp32): one line naming the setting
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: False)
+    cpu = {"accelerator": "cpu"}
+    assert resolve_precision(TrainingConfig(precision="auto", **cpu)) == "32-true"
+    with pytest.raises(
+        XLMUserError, match="training.precision=bf16-mixed: this CPU has no native bf16"
+    ):
+        resolve_precision(TrainingConfig(precision="bf16-mixed", **cpu))
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: True)
+    assert resolve_precision(TrainingConfig(precision="bf16-mixed", **cpu)) == "bf16-mixed"
 
 
 def test_nll_pools_tokens_not_batch_means():

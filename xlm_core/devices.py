@@ -2,7 +2,10 @@
 
 One policy for training and inference (``training.precision``): ``32`` is fp32,
 ``bf16-mixed`` and ``16-mixed`` are autocast, and ``auto`` is bf16 autocast
-where the device computes bf16 natively, fp32 elsewhere. Training passes
+where the device computes bf16 natively (a GPU with native bf16, a CPU with AMX
+or AVX512-BF16), fp32 elsewhere. What must stay exact stays in float32 under
+autocast: the weights and the optimiser state (Lightning keeps fp32 masters),
+the losses' log-softmax and sums (the families cast logits to float32). Training passes
 :func:`lightning_precision` to Lightning; ``xlm generate``/``xlm eval`` and the
 end-of-run evaluation enter :func:`inference_autocast`.
 """
@@ -70,18 +73,60 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     return resolved
 
 
+@functools.cache
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16): bf16 matrix products then run
+    several times faster than fp32 (benchmarks/precision.py); elsewhere bf16 is emulated and slower."""
+    try:  # what torch's own CPU dispatch sees
+        capability = torch._C._cpu._get_cpu_capability()
+        return bool(capability.get("amx_bf16") or capability.get("avx512_bf16"))
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def training_device_type(training: Any) -> str:
+    """``cuda`` or ``cpu``: where Lightning will put the run, as far as precision is concerned."""
+    accelerator = str(training.accelerator).lower()
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == "auto" and torch.cuda.device_count() > 0:  # NVML: CUDA stays uninitialised
+        return "cuda"
+    return "cpu"
+
+
+def bf16_native_on(device_type: str, device: torch.device | str = "cuda") -> bool:
+    return native_bf16(device) if device_type == "cuda" else cpu_native_bf16()
+
+
 def lightning_precision(training: Any) -> str:
-    """Lightning's precision string for ``training.precision``."""
+    """Lightning's precision string for ``training.precision``.
+
+    ``auto`` is bf16 autocast where the device has native bf16 (a recent GPU, or a CPU
+    with AMX or AVX512-BF16) and fp32 elsewhere. ``bf16-mixed`` asked for on a CPU
+    without native bf16 is refused: emulated bf16 is slower than fp32, never faster.
+    """
+    device_type = training_device_type(training)
     if training.precision == "32":
         return "32-true"
-    if training.precision != "auto":
-        return training.precision
-    on_cuda = training.accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if on_cuda and native_bf16() else "32-true"
+    if training.precision == "auto":
+        return "bf16-mixed" if bf16_native_on(device_type) else "32-true"
+    if training.precision == "bf16-mixed" and device_type == "cpu" and not cpu_native_bf16():
+        raise XLMUserError(
+            "training.precision=bf16-mixed: this CPU has no native bf16 (AMX or AVX512-BF16), so "
+            "bf16 would run slower than fp32; use --precision 32 or auto"
+        )
+    return training.precision
 
 
 def inference_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for sampling and scoring where the run's precision asks for it and the device has it."""
-    if device.type == "cuda" and precision in ("auto", "bf16-mixed") and native_bf16(device):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision in ("auto", "bf16-mixed") and device.type in ("cuda", "cpu"):
+        if bf16_native_on(device.type, device):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
