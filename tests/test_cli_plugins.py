@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import xlm_core
 from xlm_core.components import LossOutput
 from xlm_core.testing import CHECK_NAMES
+
+#: The API the fake plugins target: the core's own major.minor.
+API = ".".join(xlm_core.PLUGIN_API_VERSION.split(".")[:2])
 
 ROW_KEYS = ["name", "distribution", "version", "api_version", "status", "error"]
 
@@ -34,8 +38,8 @@ def test_list_prints_an_aligned_table(registry, reference_family, make_fake_plug
     assert result.code == 0
     header, *rows = result.out.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "API", "STATUS", "ERROR"]
-    assert rows[0].split() == ["kitref", "xlm-kitref", "0.1.0", "1.1", "ok", "-"]
-    assert rows[1].split()[:5] == ["zbroken", "(in-process)", "-", "1.1", "failed"]
+    assert rows[0].split() == ["kitref", "xlm-kitref", "0.1.0", API, "ok", "-"]
+    assert rows[1].split()[:5] == ["zbroken", "(in-process)", "-", API, "failed"]
     assert rows[1].endswith("missing component 'predictor': implement xlm_predictor()")
     status_column = header.index("STATUS")
     assert [row[status_column:].split()[0] for row in rows] == ["ok", "failed"]
@@ -53,7 +57,7 @@ def test_list_json_has_exactly_the_documented_keys(
         "name": "kitref",
         "distribution": "xlm-kitref",
         "version": "0.1.0",
-        "api_version": "1.1",
+        "api_version": API,
         "status": "ok",
         "error": None,
     }
@@ -82,7 +86,7 @@ def test_show_prints_config_settings_and_presets(reference_family, cli):
     assert result.code == 0, result.err
     out = result.out
     assert out.startswith("kitref: Minimal masked-denoising LM")
-    assert "xlm-kitref 0.1.0, plugin API 1.1" in out
+    assert f"xlm-kitref 0.1.0, plugin API {API}" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert lines["d_model"].split()[:4] == ["d_model", "int", ">0", "128"]
     assert lines["min_mask_rate"].split()[:5] == ["min_mask_rate", "float", ">=0.0", "<1.0", "0.0"]
@@ -101,7 +105,7 @@ def test_show_prints_config_settings_and_presets(reference_family, cli):
 
 def test_show_json(reference_family, cli):
     shown = json.loads(cli("plugins", "show", "kitref", "--json").out)
-    assert shown["name"] == "kitref" and shown["api_version"] == "1.1"
+    assert shown["name"] == "kitref" and shown["api_version"] == API
     assert shown["config"]["class"] == "xlm_kitref.config.KitrefConfig"
     fields = {f["field"]: f for f in shown["config"]["fields"]}
     assert fields["d_ff"] == {

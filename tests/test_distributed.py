@@ -118,7 +118,9 @@ def test_two_processes_train_like_one_at_the_same_global_batch(tmp_path, xlm):
     for key in ("val/loss", "val/nll", "val/token_acc", "val/nfe"):
         assert _column(second, key) == pytest.approx(_column(first, key), rel=1e-5), key
     a, b = (load_file(run / FINAL_DIR / "model.safetensors") for run in (one, two))
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # Adam moves a coordinate by lr·m/(sqrt(v) + eps): where a gradient is nearly zero, rounding that
+    # differs between one process and two (1e-7 elsewhere) moves a weight by ~1e-5 (seen: one in 4096)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
     assert "test (2 examples)" in done.stdout  # evaluated once, by the main process
 
 

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 
+from xlm_core import compiling
 from xlm_core.callbacks import EMA, FiniteLossGuard, GracefulStop, RunWriter
 from xlm_core.checkpoint import (
     FINAL_DIR,
@@ -98,6 +99,8 @@ def train(
     trainer = build_trainer(
         run_config, run_dir, [*run.callbacks(), *callbacks], progress=progress
     )
+    if run_config.training.compile:  # a machine that cannot compile says so before anything is written
+        compiling.probe(trainer.strategy.root_device)
     with RunDirectory(run_dir) if is_main_process() else contextlib.nullcontext() as directory:
         if directory is not None:  # every check has passed: only now is anything written
             if not resume:

@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 
+from xlm_core import compiling
 from xlm_core.components import Batch, DataShape, Vocab
 from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
 from xlm_core.metrics import Totals
@@ -126,11 +127,17 @@ class XLMModule(L.LightningModule):
         self.log_every = log_interval(run_config.training.max_steps)
         self._val_totals = Totals()
         self._val_rng = contextlib.ExitStack()
+        self._compiled = compiling.CompiledModel() if run_config.training.compile else None
 
     # training
 
+    def training_model(self) -> nn.Module:
+        """The model the training step runs: compiled with ``training.compile`` (xlm_core.compiling)."""
+        return self.model if self._compiled is None else self._compiled(self.model)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        out = self.loss_fn(self.model, batch)
+        with compiling.failures_as_user_errors(self._compiled is not None):
+            out = self.loss_fn(self.training_model(), batch)
         # Logging costs Python time and, on a GPU, a sync when the bar reads it: log only on the
         # steps Lightning writes (it writes when (step + 1) % log_every_n_steps == 0). sync_dist
         # averages over processes, a collective that every process reaches on these same steps.
@@ -140,6 +147,11 @@ class XLMModule(L.LightningModule):
             for name, value in out.metrics.items():
                 self.log(f"train/{name}", value, batch_size=size, sync_dist=True)
         return out.loss
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        # the compiled backward is built at the first backward pass, and may fail there
+        with compiling.failures_as_user_errors(self._compiled is not None):
+            super().backward(loss, *args, **kwargs)
 
     def on_train_start(self) -> None:
         # Resuming restores the optimiser's saved learning rate, betas and decay; the run config

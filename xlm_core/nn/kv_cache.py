@@ -18,7 +18,8 @@ class KVCache:
 
     Prompts are left-padded so every row writes its next token at the same slot;
     ``key_mask`` marks which slots hold real tokens. ``select(rows)`` drops
-    finished rows so that they stop costing compute.
+    finished rows so that they stop costing compute; it copies the cache, so a
+    decoder calls it when :func:`worth_compacting` says so, not each time a row finishes.
     """
 
     def __init__(
@@ -89,6 +90,18 @@ class KVCache:
 
     def advance(self, length: int) -> None:
         self.length += length
+
+
+#: Compact once this share of the cached rows has finished. Dropping rows copies the whole cache
+#: (about what one step's attention reads), while a finished row left in costs its share of every
+#: later step: compacting at a quarter keeps the waste under a quarter of a step and needs only
+#: O(log B) copies for B rows, where compacting at every finished row needed up to B.
+COMPACT_SHARE = 0.25
+
+
+def worth_compacting(finished: int, rows: int) -> bool:
+    """Whether a decoder with ``finished`` of its ``rows`` cached rows done should drop them now."""
+    return finished > 0 and finished >= COMPACT_SHARE * rows
 
 
 def key_query_mask(

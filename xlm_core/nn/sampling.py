@@ -1,8 +1,15 @@
 """Sampling utilities shared by every predictor: logit filtering, per-example randomness, confidence.
 
-Per-example generators make samples batch-size invariant: row ``i`` draws its
-noise from its own ``torch.Generator`` seeded with ``seeds[i]``, so it gets the
-same sample alone or in any batch.
+Per-example randomness makes samples batch-size invariant: row ``i`` draws its
+noise from its own stream seeded with ``seeds[i]``, so it gets the same sample
+alone or in any batch. Two kinds of stream are accepted wherever noise is drawn:
+
+- a :class:`~xlm_core.nn.noise.RowNoise` selection (``RowNoise(seeds, device).select(rows)``):
+  counter-based streams, every row's noise drawn in one vectorised call, on the
+  device. What the in-repo predictors use.
+- a list of ``torch.Generator`` (:func:`make_generators`), one call per row: the
+  original form, kept for plugins written against it. The two give different
+  (equally valid) samples for the same seeds.
 """
 
 from __future__ import annotations
@@ -12,7 +19,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from xlm_core.nn.noise import NoiseRows
+from xlm_core.nn.noise import RowNoise as RowNoise  # re-exported: sampling is where predictors look
 from xlm_core.plugins.settings import ConfidenceKind
+
+#: Per-row noise: a selection of :class:`RowNoise` rows, or one generator per row.
+Streams = NoiseRows | Sequence[torch.Generator]
 
 #: Deprecated alias of :data:`xlm_core.plugins.ConfidenceKind`, the one Literal of confidence
 #: kinds (settings validate against it); removed in xlm-core 0.3.0.
@@ -35,10 +47,12 @@ def _generator_device(device: torch.device | str) -> torch.device:
     return device if device.type == "cuda" else torch.device("cpu")
 
 
-def uniform(generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device | str) -> Tensor:
-    """``(len(generators), *shape)`` uniforms in [0, 1), float64, row ``i`` drawn from ``generators[i]``."""
-    if not generators:
+def uniform(generators: Streams, shape: Sequence[int], device: torch.device | str) -> Tensor:
+    """``(len(generators), *shape)`` uniforms in [0, 1), float64, row ``i`` drawn from stream ``i``."""
+    if not len(generators):
         return torch.empty((0, *shape), dtype=torch.float64, device=device)
+    if isinstance(generators, NoiseRows):
+        return generators.uniform(shape, device)
     rows = [torch.rand(tuple(shape), generator=g, dtype=torch.float64, device=g.device) for g in generators]
     return torch.stack(rows).to(device)
 
@@ -70,10 +84,10 @@ def filter_logits(
     return logits
 
 
-def gumbel_argmax(logits: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+def gumbel_argmax(logits: Tensor, generators: Streams) -> Tensor:
     """Sample ``argmax(log p + Gumbel)`` per row: an exact categorical draw from ``softmax(logits)``.
 
-    ``logits`` is ``(B, ..., V)``; row ``b`` uses ``generators[b]``. The noise is added to
+    ``logits`` is ``(B, ..., V)``; row ``b`` uses stream ``b`` of ``generators``. The noise is added to
     log-probabilities (never to probabilities) in float64, so rare tokens keep their
     true probability instead of being rounded away.
     """
@@ -85,7 +99,7 @@ def gumbel_argmax(logits: Tensor, generators: Sequence[torch.Generator]) -> Tens
 
 def sample(
     logits: Tensor,
-    generators: Sequence[torch.Generator],
+    generators: Streams,
     *,
     temperature: float = 1.0,
     top_k: int | None = None,

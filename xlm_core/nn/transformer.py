@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xlm_core.nn.attention import attention
 from xlm_core.nn.kv_cache import KVCache, key_query_mask
 from xlm_core.plugins.settings import FamilyConfig
 
@@ -110,7 +111,7 @@ class Block(nn.Module):
         if cache is not None:
             k, v = cache.store(layer, k, v)
         p = self.dropout.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
+        out = attention(q, k, v, attn_mask, p, is_causal)
         return self.proj(out.transpose(1, 2).reshape(b, length, d))
 
 

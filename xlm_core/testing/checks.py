@@ -100,7 +100,7 @@ def check_determinism(setup: TinySetup) -> None:
     expect(
         same_prediction(a, b),
         "two predictions with the same seeds differ: draw all randomness from per-example "
-        "generators (xlm_core.nn.sampling.make_generators(seeds)), never the global RNG",
+        "streams (xlm_core.nn.sampling.RowNoise(seeds, device)), never the global RNG",
     )
     c = setup.predict(model, record_steps=True)
     expect(
@@ -122,7 +122,7 @@ def check_batch_invariance(setup: TinySetup) -> None:
             f"batch but {alone} alone, with the same seed: its result depends on the batch. Pad "
             "prompts to a width that does not depend on the batch (xlm_core.nn.window: "
             "prompt_width, left_pad), keep padding out of attention, and draw each row's noise "
-            "from its own generator",
+            "from its own stream (xlm_core.nn.sampling.RowNoise)",
         )
 
 

@@ -16,6 +16,11 @@ class ARLMCollator:
     For ``seq = [BOS] + prompt + target + [EOS]``: ``input_ids = seq[:-1]`` and
     ``targets = seq[1:]`` with ``IGNORE_INDEX`` where the next token is still part
     of the prompt, and on padding. Nothing is random, so ``generator`` is unused.
+
+    Padding is only ever on the right, where causal attention already keeps every
+    real token from seeing it, and positions count from the left: the mask changes
+    nothing the loss reads, so the batch says so (``needs_mask=False``) and the model
+    runs without it, on attention's fused causal kernel.
     """
 
     def __init__(self, config: ARLMConfig, vocab: Vocab, shape: DataShape):
@@ -36,4 +41,4 @@ class ARLMCollator:
             attention_mask[row, :n] = True
             first = len(e.prompt_ids)  # input position that predicts the first target token
             targets[row, first:n] = torch.tensor(seq[first + 1 :])
-        return Batch(input_ids, attention_mask, targets)
+        return Batch(input_ids, attention_mask, targets, needs_mask=False)

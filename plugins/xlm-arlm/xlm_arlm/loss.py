@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch.nn.functional as F
 from torch import nn
 
 from xlm_arlm.config import ARLMConfig
 from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
+from xlm_core.nn.cross_entropy import token_nll
 
 
 class ARLMLoss:
@@ -24,14 +24,10 @@ class ARLMLoss:
         self.config, self.vocab = config, vocab
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
-        logits = model(batch.input_ids, batch.attention_mask).logits
-        # float32 whatever the model's dtype: a summed NLL in bf16 loses its low digits.
-        nll_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            batch.targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+        logits = model(batch.input_ids, batch.model_mask).logits
+        # float32 whatever the model's dtype (a summed NLL in bf16 loses its low digits), computed
+        # a block of rows at a time so that no float32 copy of the whole logits is ever made
+        nll_sum = token_nll(logits, batch.targets).sum()
         n_tokens = (batch.targets != IGNORE_INDEX).sum()
         loss = nll_sum / n_tokens.clamp_min(1)
         return LossOutput(

@@ -1,4 +1,4 @@
-"""ARLM predictor: left-to-right decoding with a KV cache it owns; finished rows leave the batch."""
+"""ARLM predictor: left-to-right decoding with a KV cache it owns; finished rows leave the batch in groups."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from torch import Tensor
 from xlm_arlm.config import ARLMConfig, ARLMSettings
 from xlm_arlm.model import ARLMModel
 from xlm_core.components import DataShape, Prediction, Vocab
-from xlm_core.nn.sampling import make_generators, sample
+from xlm_core.nn.kv_cache import worth_compacting
+from xlm_core.nn.sampling import RowNoise, sample
 from xlm_core.predicting import as_settings, predict_preamble
 
 
@@ -20,9 +21,11 @@ class ARLMPredictor:
 
     Prompts are left-padded into ``[BOS] prompt`` so every row writes its next
     token at the same cache slot (positions count real tokens only, so padding
-    shifts nothing). A row that emits EOS, or fills its budget, is dropped from
-    the batch and from the cache. Each row draws its noise from its own generator
-    seeded with ``seeds[b]``, so a sample does not depend on the batch around it.
+    shifts nothing). A row that emits EOS, or fills its budget, stops; finished rows
+    leave the batch and the cache together once enough of them have finished. Each row
+    draws its noise from its own stream seeded with ``seeds[b]``
+    (:class:`~xlm_core.nn.sampling.RowNoise`), so a sample does not depend on the batch
+    around it.
 
     Without the cache (``kv_cache=False``) each step recomputes the whole
     prefix; the tokens are the same, the cost grows with the square of the length.
@@ -42,7 +45,12 @@ class ARLMPredictor:
 
 class _Decoding:
     """The state of one ``predict`` call. ``out``, ``lengths`` and ``steps`` cover every row;
-    ``rows`` lists the rows still decoding, and ``token`` / ``next_pos`` follow them."""
+    ``rows`` lists the rows in the decoding batch (and in the cache), ``live`` marks those of
+    them still decoding, and ``token`` / ``next_pos`` follow ``rows``.
+
+    A row that finishes stays in the batch, its draws ignored, until enough rows have finished
+    that dropping them is worth a copy of the cache (:func:`~xlm_core.nn.kv_cache.worth_compacting`):
+    copying the cache each time one row finishes would cost more than the finished rows do."""
 
     def __init__(
         self,
@@ -56,19 +64,22 @@ class _Decoding:
         self.model, self.settings, self.vocab = model, settings, predictor.vocab
         n, self.budget = len(prompts), predictor.step_budget(settings)
         device = next(model.parameters()).device
-        self.prefix, prefix_mask = _left_pad(prompts, predictor.vocab, device)
-        # No padding at all (one prompt, or equal lengths): pass no mask so attention takes its fast path.
-        self.attention_mask = None if bool(prefix_mask.all()) else prefix_mask
+        prefix, prefix_mask = _left_pad(prompts, predictor.vocab)
+        # No padding at all (one prompt, or equal lengths): pass no mask so attention takes its
+        # fast path. Decided here, on the CPU, before the prompts go to the device.
+        self.attention_mask = None if bool(prefix_mask.all()) else prefix_mask.to(device)
+        self.prefix, prefix_mask = prefix.to(device), prefix_mask.to(device)
         self.out = torch.full((n, self.budget), self.vocab.pad_id, dtype=torch.long, device=device)
         self.lengths = torch.zeros(n, dtype=torch.long, device=device)
         self.steps = torch.zeros(n, dtype=torch.long, device=device)
         self.history: list[list[list[int]]] | None = (
             [[] for _ in range(n)] if record_steps else None
         )
-        self.generators = make_generators(seeds, device)
+        self.noise = RowNoise(seeds, device)
         self.banned, self.banned_with_eos = _banned(self.vocab, device)
-        self.rows = torch.arange(n, device=device)  # original index of each row still decoding
-        self.row_list = self.rows.tolist()
+        self.rows = torch.arange(n, device=device)  # original index of each row in the batch
+        self.live = torch.ones(n, dtype=torch.bool, device=device)
+        self.n_live = n
         self.next_pos = prefix_mask.sum(1)  # position of the token each row feeds next
         self.cache = None
         if settings.kv_cache and n and self.budget:
@@ -79,7 +90,7 @@ class _Decoding:
     def run(self) -> Prediction:
         for t in range(self.budget if len(self.out) else 0):  # no prompts: nothing to run
             done = self._emit(t, self._next_token_logits(t))
-            if t + 1 == self.budget or not self._keep(~done):
+            if t + 1 == self.budget or not self._retire(done):
                 break
         width = int(self.lengths.max()) if len(self.out) else 0
         return Prediction(
@@ -91,13 +102,13 @@ class _Decoding:
         )
 
     def _next_token_logits(self, t: int) -> Tensor:
-        """Logits of the next token of every active row, each of which holds ``t`` tokens."""
+        """Logits of the next token of every row in the batch; each live row holds ``t`` tokens."""
         if self.cache is None:
             rows = self.rows
             seq = torch.cat([self.prefix[rows], self.out[rows, :t]], dim=1)
             mask = None
             if self.attention_mask is not None:
-                new = seq.new_ones(len(self.row_list), t, dtype=torch.bool)
+                new = seq.new_ones(len(rows), t, dtype=torch.bool)
                 mask = torch.cat([self.attention_mask[rows], new], 1)
             return self.model.next_token_logits(seq, mask)
         if t == 0:
@@ -109,39 +120,46 @@ class _Decoding:
         return logits
 
     def _emit(self, t: int, logits: Tensor) -> Tensor:
-        """Draw each active row's next token and write it out; returns the rows that drew EOS."""
+        """Draw every row's next token and write out the live rows'; returns the rows that finish."""
         s, v, rows = self.settings, self.vocab, self.rows
-        # Every active row holds exactly t tokens here: rows leave the batch as soon as they finish.
+        # Every live row holds exactly t tokens here: a row stops taking tokens once it finishes.
         banned = self.banned_with_eos if t < s.min_new_tokens else self.banned
         logits = logits.masked_fill(banned, float("-inf"))
-        gens = [self.generators[i] for i in self.row_list]
-        self.token = sample(logits, gens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-        done = self.token == v.eos_id
-        self.out[rows, t] = torch.where(done, v.pad_id, self.token)
-        self.lengths[rows] += (~done).long()
-        self.steps[rows] += 1
+        noise = self.noise.select(rows)  # every row in one draw; a finished row's is never read
+        self.token = sample(logits, noise, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        done = self.live & (self.token == v.eos_id)
+        write = self.live & ~done
+        self.out[rows, t] = torch.where(write, self.token, v.pad_id)
+        self.lengths[rows] += write.long()
+        self.steps[rows] += self.live.long()
         if self.history is not None:
-            for r, length in zip(self.row_list, self.lengths[rows].tolist(), strict=True):
+            live = rows[self.live]
+            for r, length in zip(live.tolist(), self.lengths[live].tolist(), strict=True):
                 self.history[r].append(self.out[r, :length].tolist())
+        self.live = write
         return done
 
-    def _keep(self, keep: Tensor) -> bool:
-        """Drop the rows not in ``keep`` from the batch and the cache; False when none is left."""
-        if bool(keep.all()):
+    def _retire(self, done: Tensor) -> bool:
+        """Count the rows that finished; compact the batch and cache when it pays. False when
+        no row is left decoding."""
+        finished = int(done.sum())  # the one wait for the device per step: the loop must know
+        if not finished:
             return True
-        if not bool(keep.any()):
+        self.n_live -= finished
+        if not self.n_live:
             return False
-        self.rows, self.token, self.next_pos = self.rows[keep], self.token[keep], self.next_pos[keep]
-        self.row_list = self.rows.tolist()
-        if self.cache is not None:
-            self.cache.select(keep)
+        if worth_compacting(len(self.rows) - self.n_live, len(self.rows)):
+            keep = self.live
+            self.rows, self.token, self.next_pos = self.rows[keep], self.token[keep], self.next_pos[keep]
+            self.live = self.live[keep]
+            if self.cache is not None:
+                self.cache.select(keep)
         return True
 
 
-def _left_pad(
-    prompts: Sequence[Sequence[int]], vocab: Vocab, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """``[BOS] prompt`` right-aligned in a ``(B, 1 + longest prompt)`` tensor, and its real-token mask."""
+def _left_pad(prompts: Sequence[Sequence[int]], vocab: Vocab) -> tuple[Tensor, Tensor]:
+    """``[BOS] prompt`` right-aligned in a ``(B, 1 + longest prompt)`` tensor, and its real-token
+    mask, on the CPU."""
     width = 1 + max((len(p) for p in prompts), default=0)
     ids = torch.full((len(prompts), width), vocab.pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.bool)
@@ -149,7 +167,7 @@ def _left_pad(
         seq = [vocab.bos_id, *prompt]
         ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
         mask[row, width - len(seq) :] = True
-    return ids.to(device), mask.to(device)
+    return ids, mask
 
 
 def _banned(vocab: Vocab, device: torch.device) -> tuple[Tensor, Tensor]:

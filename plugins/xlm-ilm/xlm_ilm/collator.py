@@ -96,7 +96,9 @@ class ILMCollator:
             "n_drops": n_drops,
             "stop": (n_drops == 0).float(),
         }
-        return Batch(input_ids, attention_mask, targets, extras)
+        # rows of one length have no padding: known here, on the CPU, so the loss need not look
+        needs_mask = any(len(row) < width for row in rows)
+        return Batch(input_ids, attention_mask, targets, extras, needs_mask=needs_mask)
 
 
 def sample_deletions(length: int, generator: torch.Generator | None = None) -> Tensor:

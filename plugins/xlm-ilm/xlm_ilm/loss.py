@@ -68,6 +68,12 @@ def joint_log_probs(logits: Tensor, gaps: Tensor, banned: Tensor) -> Tensor:
     return masked - masked.flatten(1).logsumexp(dim=1)[:, None, None]
 
 
+def weighted_bce(logits: Tensor, target: Tensor, pos_weight: float) -> Tensor:
+    """``F.binary_cross_entropy_with_logits(logits, target, pos_weight=...)`` with the weight a plain
+    number: no tensor is made for it at every step (on a GPU, a copy from the host)."""
+    return -(pos_weight * target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).mean()
+
+
 class ILMLoss:
     nll_kind: ClassVar[NLLKind] = "none"
 
@@ -75,14 +81,22 @@ class ILMLoss:
         self.vocab = vocab
         self.stop_loss_weight = config.stop_loss_weight
         self.stop_pos_weight = config.stop_pos_weight
+        self._banned_on: dict[torch.device, Tensor] = {}
+
+    def _banned(self, device: torch.device) -> Tensor:
+        """:func:`banned_tokens` for the loss, made once per device: made at every step, it would be
+        a copy from the host on a GPU. An ordinary tensor even when first made under inference
+        mode (validation), so that training may save it for the backward pass."""
+        if device not in self._banned_on:
+            with torch.inference_mode(False):
+                self._banned_on[device] = banned_tokens(self.vocab, device, eos=False)
+        return self._banned_on[device]
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
-        out = model(batch.input_ids, batch.attention_mask)
+        out = model(batch.input_ids, batch.model_mask)
         gaps = gap_mask(batch.input_ids, batch.attention_mask, self.vocab.bos_id)
         # joint_log_probs at the deleted pairs only: the full (B, L, V) log-softmax is never stored
-        masked = masked_logits(
-            out.logits, gaps, banned_tokens(self.vocab, out.logits.device, eos=False)
-        ).flatten(1)
+        masked = masked_logits(out.logits, gaps, self._banned(out.logits.device)).flatten(1)
         log_z = masked.logsumexp(dim=1, keepdim=True)
 
         gap_index, gap_token = batch.extras["gap_index"], batch.extras["gap_token"]
@@ -96,8 +110,7 @@ class ILMLoss:
 
         stop = batch.extras["stop"]
         stop_logits = out.extras["stop_logits"].float()
-        pos_weight = torch.tensor(self.stop_pos_weight, device=stop_logits.device)
-        stop_loss = F.binary_cross_entropy_with_logits(stop_logits, stop, pos_weight=pos_weight)
+        stop_loss = weighted_bce(stop_logits, stop, self.stop_pos_weight)
         loss = insertion_loss + self.stop_loss_weight * stop_loss
 
         bos_position = (batch.input_ids == self.vocab.bos_id).long().argmax(dim=1)

@@ -20,7 +20,7 @@ while that probability is at least ``parallel_threshold``.
 
 A row that reaches ``max_new_tokens`` finishes without another forward pass.
 Finished rows leave the batch, so they cost nothing and never grow again.
-Noise comes from one generator per row and has a shape fixed by the settings
+Noise comes from one stream per row (``RowNoise``) and has a shape fixed by the settings
 (gaps are laid out on a ``max_new_tokens``-wide canvas), so a row's sample does not
 depend on the other rows in its batch.
 """
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
-from xlm_core.nn.sampling import filter_logits, make_generators, sample
+from xlm_core.nn.sampling import NoiseRows, RowNoise, filter_logits, sample
 from xlm_core.predicting import as_settings, predict_preamble
 from xlm_ilm.config import ILMConfig, ILMSettings
 from xlm_ilm.loss import banned_tokens, masked_logits
@@ -96,7 +96,7 @@ class _Decoding:
         bos = torch.tensor([len(p) + 1 for p in prompts], dtype=torch.long)
         self.tokens, self.bos, self.length = tokens.to(device), bos.to(device), (bos + 1).to(device)
         self.rows = torch.arange(b, device=device)
-        self.gens = make_generators(seeds, device)
+        self.noise = RowNoise(seeds, device)  # over the caller's rows: finished rows need no care
 
     def run(self, model: nn.Module) -> Prediction:
         while True:
@@ -127,8 +127,8 @@ class _Decoding:
         go = (~stop).nonzero().squeeze(1)
         if len(go):
             logits = self._gap_logits(out.logits[go], go)
-            gens = [self.gens[i] for i in go.tolist()]
-            insert, insert_tok = self._choose(logits, gens, self._target_length()[go])
+            noise = self.noise.select(self.rows[go])
+            insert, insert_tok = self._choose(logits, noise, self._target_length()[go])
             self._insert(go, insert, insert_tok)
         if self.record_steps:
             for i, row in enumerate(self.rows.tolist()):
@@ -145,7 +145,7 @@ class _Decoding:
         return masked_logits(canvas, slots <= self._target_length()[rows, None], self.banned)
 
     def _choose(
-        self, logits: Tensor, gens: list[torch.Generator], target_length: Tensor
+        self, logits: Tensor, noise: NoiseRows, target_length: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Per row: which canvas gaps receive a token ``(R, max_new_tokens)`` bool, and which token."""
         s = self.settings
@@ -159,9 +159,9 @@ class _Decoding:
             staged = logits if greedy else logits / s.temperature
             stage_filter = {"top_k": s.top_k, "top_p": s.top_p}
         t = 0.0 if greedy else 1.0  # the temperature is already applied to ``staged``
-        gap = sample(staged.logsumexp(dim=-1), gens, temperature=t, **stage_filter)
+        gap = sample(staged.logsumexp(dim=-1), noise, temperature=t, **stage_filter)
         rows = torch.arange(len(gap), device=self.device)
-        token = sample(staged[rows, gap], gens, temperature=t, **stage_filter)
+        token = sample(staged[rows, gap], noise, temperature=t, **stage_filter)
 
         insert = torch.zeros(logits.shape[:2], dtype=torch.bool, device=self.device)
         insert_tok = torch.zeros(logits.shape[:2], dtype=torch.long, device=self.device)
@@ -228,7 +228,6 @@ class _Decoding:
             self.out_ids[row, :n] = self.tokens[i, start : start + n].cpu()
             self.out_len[row] = n
         keep = (~done).nonzero().squeeze(1)
-        self.gens = [self.gens[i] for i in keep.tolist()]
         self.tokens, self.bos, self.length, self.rows = (
             self.tokens[keep],
             self.bos[keep],

@@ -82,4 +82,8 @@ class MDLMCollator:
             prompt_ids, prompt_real, clean.masked_fill(masked, v.mask_id)
         )
         targets = torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), clean], dim=1)
-        return Batch(input_ids, attention_mask, targets, {"t": t.float(), "weight": weight.float()})
+        extras = {"t": t.float(), "weight": weight.float()}
+        # facts the loss would otherwise read off the tensors on the device: whether any prompt is
+        # padded (window positions are all real), and how wide the window is
+        needs_mask = not bool(prompt_real.all())
+        return Batch(input_ids, attention_mask, targets, extras, needs_mask=needs_mask, window=w)

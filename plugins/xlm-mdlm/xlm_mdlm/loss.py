@@ -31,7 +31,11 @@ from xlm_mdlm.config import MDLMConfig
 
 
 def window_length(batch: Batch) -> int:
-    """Every window position is a target and windows are right-aligned: count the target columns."""
+    """Every window position is a target and windows are right-aligned: the collator says how many
+    columns that is (``batch.window``); a batch built without it has its target columns counted,
+    which makes the host wait for the device."""
+    if batch.window is not None:
+        return batch.window
     return int((batch.targets != IGNORE_INDEX).any(dim=0).sum())
 
 
@@ -43,7 +47,7 @@ class MDLMLoss:
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
         w = window_length(batch)
-        log_probs = model(batch.input_ids, batch.attention_mask, batch.extras["t"], window=w).logits
+        log_probs = model(batch.input_ids, batch.model_mask, batch.extras["t"], window=w).logits
         clean = batch.targets[:, -w:]
         # exactly 0 at unmasked positions: SUBS puts log-prob 0 on the token they carry
         token_nll = -log_probs.gather(-1, clean.unsqueeze(-1)).squeeze(-1)

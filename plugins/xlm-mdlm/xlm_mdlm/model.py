@@ -58,8 +58,8 @@ class MDLMModel(nn.Module):
         *,
         window: int | None = None,
     ) -> ModelOutput:
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # no padding: let attention take its fastest path
+        # Callers pass None when nothing is padded (the collator's needs_mask, the predictor's own
+        # check on the CPU), so attention takes its fused kernel without this pass asking the device.
         cond = None
         if self.time_conditioning:
             cond = t if t is not None else self.observed_time(input_ids, attention_mask)

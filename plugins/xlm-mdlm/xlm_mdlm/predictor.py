@@ -19,8 +19,8 @@ training window, so an output has at most W - 1 tokens whatever it would be.
 - block_size B: positions are decided B at a time, left to right (semi-AR);
   ancestral runs ceil(T / n_blocks) steps per block.
 
-Randomness is per row (``xlm_core.nn.sampling``): row i draws its noise from its
-own generator, the same draws in the same order whatever the batch, so a sample
+Randomness is per row (``xlm_core.nn.sampling.RowNoise``): row i draws its noise from
+its own stream, the same draws in the same order whatever the batch, so a sample
 does not depend on its batch or on the cache. A row leaves the batch as soon as
 its output is determined: every position before its first EOS/PAD is decided
 (what follows is cut anyway).
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn import window as layout
-from xlm_core.nn.sampling import confidence, make_generators, sample, uniform
+from xlm_core.nn.sampling import RowNoise, confidence, sample, uniform
 from xlm_core.nn.unmasking import choose_to_unmask
 from xlm_core.predicting import as_settings, predict_preamble
 from xlm_mdlm.config import MDLMConfig, MDLMSettings
@@ -109,7 +109,7 @@ class _Decoding:
         seq, real = layout.masked_rows(prompts, predictor.shape, w, v)
         self.seq, real = seq.to(device), real.to(device)
         self.real = None if bool(real.all()) else real
-        self.generators = make_generators(seeds, device)
+        self.noise = RowNoise(seeds, device)
         self.blocks = torch.tensor(predictor.blocks(settings), device=device)  # (n_blocks, 2)
         # each row's current block, and its ancestral step within that block
         self.block = torch.zeros(b, dtype=torch.long, device=device)
@@ -180,7 +180,7 @@ class _Decoding:
             s = 1.0 - (j + 1.0) / self.steps_per_block
             # exactly 1 on a block's last step (s = 0): every remaining mask is filled
             p_unmask = self.p.schedule.unmask_probability(t, s)
-            u = uniform([self.generators[i] for i in rows.tolist()], (self.w,), self.seq.device)
+            u = uniform(self.noise.select(idx), (self.w,), self.seq.device)
             return eligible & (u < p_unmask[:, None])
         score = confidence(self.log_probs[idx].exp(), self.settings.confidence)
         return choose_to_unmask(score, eligible, self.settings)
@@ -199,9 +199,10 @@ class _Decoding:
         idx = rows.to(self.seq.device)
         # (N, V): rows in order, positions ascending within a row, so each row's draws come in a fixed order
         logits = self.log_probs[idx[row_in_batch], pos]
-        gens = [self.generators[i] for i in rows[row_in_batch.cpu()].tolist()]
+        # a row deciding k positions takes k successive draws of its stream, left to right
+        noise = self.noise.select(idx[row_in_batch])
         s = self.settings
-        tokens = sample(logits, gens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        tokens = sample(logits, noise, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
         self.seq[idx[row_in_batch], self.seq.shape[1] - self.w + pos] = tokens
         self.fresh[idx[row_in_batch]] = False
 

@@ -39,7 +39,15 @@ class MLMCollator:
             dim=1,
         )
         target_tokens = torch.tensor([len(ex.target_ids) + 1 for ex in examples])  # content + EOS
-        return Batch(input_ids, attention_mask, targets, {"target_tokens": target_tokens})
+        # known here on the CPU: whether any prompt is padded, and that targets lie in the window
+        return Batch(
+            input_ids,
+            attention_mask,
+            targets,
+            {"target_tokens": target_tokens},
+            needs_mask=not bool(prompt_real.all()),
+            window=self.window,
+        )
 
     def _mask(self, batch_size: int, generator: torch.Generator | None) -> Tensor:
         """``(B, W)`` bool: ceil(r * W) positions per row, r ~ U(0, 1], positions uniform without replacement."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch.nn.functional as F
 from torch import nn
 
 from xlm_core.components import IGNORE_INDEX, Batch, LossOutput, NLLKind, Vocab
+from xlm_core.nn.cross_entropy import token_nll
 from xlm_mlm.config import MLMConfig
 
 
@@ -24,14 +24,19 @@ class MLMLoss:
         self.vocab = vocab
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
-        logits = model(batch.input_ids, batch.attention_mask).logits
-        masked = batch.targets != IGNORE_INDEX
-        # only the masked positions are scored: select them before the float32 softmax
-        masked_ce = F.cross_entropy(logits[masked].float(), batch.targets[masked])
+        logits = model(batch.input_ids, batch.model_mask).logits
+        targets = batch.targets
+        if batch.window is not None:  # only the window holds targets: score its columns alone
+            logits, targets = logits[:, -batch.window :], targets[:, -batch.window :]
+        masked = targets != IGNORE_INDEX
+        # every position is scored (0 where nothing is masked) rather than the masked ones picked
+        # out, whose number the host would have to wait for; float32, a block of rows at a time
+        n_masked = masked.sum()
+        masked_ce = token_nll(logits, targets).sum() / n_masked.clamp_min(1)
         return LossOutput(
             loss=masked_ce,
             n_tokens=batch.extras["target_tokens"].sum(),
             nll_sum=None,
             metrics={"masked_ce": masked_ce.detach()},
-            loss_weight=masked.sum(),
+            loss_weight=n_masked,
         )

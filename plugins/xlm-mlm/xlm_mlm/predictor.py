@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn import window as layout
-from xlm_core.nn.sampling import confidence, make_generators, sample
+from xlm_core.nn.sampling import NoiseRows, RowNoise, confidence, sample
 from xlm_core.nn.unmasking import choose_to_unmask
 from xlm_core.predicting import as_settings, predict_preamble
 from xlm_mlm.config import MLMConfig, MLMSettings
@@ -95,7 +95,7 @@ class _Decoding:
         self.confidence = torch.zeros((n_rows, length), device=self.device)
         self.nfe = torch.zeros(n_rows, dtype=torch.long)
         self.steps = torch.zeros(n_rows, dtype=torch.long)
-        generators = make_generators(seeds, self.device)
+        noise = RowNoise(seeds, self.device)
         history: list[list[list[int]]] | None = (
             [[] for _ in range(n_rows)] if record_steps else None
         )
@@ -109,7 +109,7 @@ class _Decoding:
             step += 1
             logits = self._refresh(active, logits, stale)
             before = self.window[active]
-            after, done = self._step(active, logits, [generators[i] for i in active.tolist()], step)
+            after, done = self._step(active, logits, noise.select(active), step)
             self.window[active] = after
             self.steps[active.cpu()] += 1
             changed = (after != before).any(dim=1)
@@ -149,13 +149,13 @@ class _Decoding:
     # -- one step ------------------------------------------------------------------------------
 
     def _step(
-        self, active: Tensor, logits: Tensor, generators: list[torch.Generator], step: int
+        self, active: Tensor, logits: Tensor, noise: NoiseRows, step: int
     ) -> tuple[Tensor, Tensor]:
         """The active rows' windows after one step, and which rows are finished."""
         s = self.settings
         window = self.window[active]
         masked = window == self.vocab.mask_id
-        tokens = sample(logits, generators, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        tokens = sample(logits, noise, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
         # confidence from the model's own distribution, so a threshold means the same at any temperature
         scores = confidence(logits.float().softmax(dim=-1), s.confidence)
 

@@ -164,3 +164,35 @@ def test_kv_cache_off_gives_the_tokens_of_the_cache(model, name):
     cached = _predict(model, kv_cache=True, **SETTINGS[name])
     uncached = _predict(model, kv_cache=False, **SETTINGS[name])
     assert torch.equal(cached.ids, uncached.ids) and torch.equal(cached.nfe, uncached.nfe)
+
+
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_finished_rows_leave_in_groups_without_changing_any_sample(model, monkeypatch, kv_cache):
+    """Compacting the batch (and copying the cache) when a quarter of its rows has finished gives
+    what compacting at every finished row gave, and what never compacting gives, with fewer copies."""
+    from xlm_core.nn import kv_cache as cache_module
+
+    copies: list[int] = []
+    select = cache_module.KVCache.select
+    monkeypatch.setattr(
+        cache_module.KVCache, "select", lambda self, rows: (copies.append(len(rows)), select(self, rows))[1]
+    )
+    results = {}
+    for share in (0.0, cache_module.COMPACT_SHARE, 2.0):  # every row, in groups, never
+        monkeypatch.setattr(cache_module, "COMPACT_SHARE", share)
+        copies.clear()
+        out = _predict(model, temperature=1.0, record_steps=True, kv_cache=kv_cache)
+        results[share] = (out.sequences(), out.steps.tolist(), out.history, len(copies))
+    every, grouped, never = results.values()
+    assert every[:3] == grouped[:3] == never[:3]
+    assert len(set(every[1])) > 2  # rows did finish at different steps
+    if kv_cache:
+        assert never[3] == 0 and 0 < grouped[3] < every[3]
+
+
+def test_worth_compacting_waits_for_a_quarter_of_the_rows():
+    from xlm_core.nn.kv_cache import worth_compacting
+
+    assert not worth_compacting(0, 64)
+    assert not worth_compacting(15, 64) and worth_compacting(16, 64)
+    assert worth_compacting(1, 1) and worth_compacting(1, 4) and not worth_compacting(1, 5)
