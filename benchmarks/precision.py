@@ -1,0 +1,193 @@
+"""bf16 on the CPU: what `precision: auto` buys where the CPU has native bf16, and what it costs in loss.
+
+Four measurements, each comparing `training.precision=auto` (bf16 autocast on a
+CPU with AMX or AVX512-BF16, fp32 elsewhere) with `training.precision=32` in one run:
+
+* matmul: GFLOP/s of one bf16 and one fp32 product of the reference model's MLP shape;
+* step time: the reference-size ARLM (d_model 384, 4 layers, 6 heads, dropout 0.1,
+  batch 64, star-easy) and the tiny ARLM on text (BPE vocabulary 4,096, block 128,
+  batch 64), timed over the same steps, the two settings alternating, median of the
+  per-pair ratios (goals: <= 0.40 and <= 0.50);
+* sampling: samples/s of MDLM and ARLM at batch 64, alternating (goal: >= 1.5);
+* loss parity: the same training (same seed, same batches) in each precision, and the
+  validation loss after the same number of steps (goal: within 2%).
+
+The text corpus is prepared from Debian-shipped text by benchmarks/text_corpus.py.
+
+    python benchmarks/precision.py [--repeats 3] [--parity-steps 300] [--quick] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+sys.path.insert(0, str(Path(__file__).parent))
+from text_corpus import prepare_corpus  # noqa: E402
+
+from xlm_core.config import resolve_run_config  # noqa: E402
+from xlm_core.devices import cpu_native_bf16  # noqa: E402
+from xlm_core.runner import train  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "precision.json"
+REFERENCE = ["model.d_model=384", "model.n_layers=4", "model.n_heads=6", "model.dropout=0.1"]
+GOALS = {"reference_step": 0.40, "text_step": 0.50, "sampling": 1.5, "parity": 0.02}
+
+
+def text_task(corpus: Path, cache: Path) -> list[str]:
+    return [
+        "task.name=text",
+        f"task.path={corpus}",
+        "task.vocab_size=4096",
+        "task.block_size=128",
+        f"task.cache_dir={cache}",
+    ]
+
+
+class StepClock(Callback):
+    """Wall time from the start of step ``first`` to the start of step ``last``."""
+
+    def __init__(self, first: int, last: int):
+        self.first, self.last, self.seconds = first, last, None
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.first:
+            self.start = time.perf_counter()
+        elif trainer.global_step == self.last:
+            self.seconds = time.perf_counter() - self.start
+
+
+def run(sets: list[str], precision: str, steps: int, *, clock: StepClock | None = None) -> Path:
+    config = resolve_run_config(
+        "arlm", sets=[*sets, f"training.precision={precision}", f"training.max_steps={steps}"]
+    )
+    out = Path(tempfile.mkdtemp(prefix="xlm-precision-")) / "run"
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        train(config, run_dir=out, progress=False, evaluate=False, callbacks=[clock] if clock else [])
+    return out
+
+
+def step_ratio(sets: list[str], repeats: int, steps: int, warmup: int = 3) -> dict:
+    """Per-pair auto/fp32 step-time ratios, the two settings alternating."""
+    times: dict[str, list[float]] = {"auto": [], "32": []}
+    common = [*sets, "training.val_every=100000", "eval.val_predict_limit=0"]
+    for _ in range(repeats):
+        for precision in ("32", "auto"):
+            clock = StepClock(warmup, warmup + steps)
+            run(common, precision, warmup + steps + 1, clock=clock)
+            times[precision].append(clock.seconds / steps)
+    ratios = [a / b for a, b in zip(times["auto"], times["32"], strict=True)]
+    return {"s_per_step": times, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
+def sampling_ratio(plugin: str, repeats: int, batch: int = 64) -> dict:
+    """samples/s of one checkpoint decoded in fp32 and under the `auto` policy, alternating."""
+    import xlm_core
+
+    config_sets = [*REFERENCE, "training.max_steps=1", "eval.val_predict_limit=0"]
+    config = resolve_run_config(plugin, sets=[*config_sets, "training.precision=32"])
+    out = Path(tempfile.mkdtemp(prefix="xlm-sampling-")) / "run"
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        train(config, run_dir=out, progress=False, evaluate=False)
+    pipeline = xlm_core.load(out, device="cpu")
+    pipeline.run_config.eval.batch_size = batch
+    speed: dict[str, list[float]] = {"auto": [], "32": []}
+    for precision in ("32", "auto"):  # warm-up: the first call of each dtype prepares its kernels
+        pipeline.run_config.training.precision = precision
+        pipeline.generate(num_samples=batch, seed=1)
+    for _ in range(repeats):
+        for precision in ("32", "auto"):
+            pipeline.run_config.training.precision = precision
+            start = time.perf_counter()
+            pipeline.generate(num_samples=batch, seed=0)
+            speed[precision].append(batch / (time.perf_counter() - start))
+    ratios = [a / b for a, b in zip(speed["auto"], speed["32"], strict=True)]
+    return {"samples_per_s": speed, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
+def val_loss(run_dir: Path) -> float:
+    rows = list(csv.DictReader(open(next((run_dir / "logs").glob("version_*/metrics.csv")))))
+    return float([r for r in rows if r.get("val/loss")][-1]["val/loss"])
+
+
+def parity(sets: list[str], steps: int) -> dict:
+    common = [*sets, f"training.val_every={steps}", "eval.val_predict_limit=0"]
+    losses = {p: val_loss(run(common, p, steps)) for p in ("32", "auto")}
+    return {
+        "steps": steps,
+        "val_loss": losses,
+        "relative_difference": abs(losses["auto"] - losses["32"]) / losses["32"],
+    }
+
+
+def matmul() -> dict:
+    a, b = torch.randn(2688, 384), torch.randn(384, 1536)
+    flops = 2 * 2688 * 384 * 1536
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x, y = a.to(dtype), b.to(dtype)
+        for _ in range(3):
+            x @ y
+        start, n = time.perf_counter(), 30
+        for _ in range(n):
+            x @ y
+        out[name] = flops / ((time.perf_counter() - start) / n) / 1e9
+    out["bf16_over_fp32"] = out["bf16"] / out["fp32"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per step-time run")
+    parser.add_argument("--parity-steps", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.steps, args.parity_steps = 1, 3, 6
+    cache = Path(tempfile.mkdtemp(prefix="xlm-precision-cache-"))
+    text = text_task(prepare_corpus(), cache)
+    load = os.getloadavg()
+
+    report = {"benchmark": "precision", "native_bf16": cpu_native_bf16(), "goals": GOALS}
+    report["matmul_gflops"] = matmul()
+    print(f"matmul: {report['matmul_gflops']}", flush=True)
+    report["reference_step"] = step_ratio([*REFERENCE, "training.batch_size=64"], args.repeats, args.steps)
+    print(f"reference step auto/fp32: {report['reference_step']['median_ratio']:.2f}", flush=True)
+    report["text_step"] = step_ratio([*text, "training.batch_size=64"], args.repeats, args.steps)
+    print(f"text step auto/fp32: {report['text_step']['median_ratio']:.2f}", flush=True)
+    report["sampling"] = {p: sampling_ratio(p, args.repeats) for p in ("mdlm", "arlm")}
+    for plugin, result in report["sampling"].items():
+        print(f"{plugin} sampling auto/fp32: {result['median_ratio']:.2f}", flush=True)
+    report["parity"] = {
+        "reference": parity([*REFERENCE, "training.batch_size=64"], args.parity_steps),
+        "text": parity([*text, "training.batch_size=64"], args.parity_steps),
+    }
+    for name, result in report["parity"].items():
+        print(f"parity {name}: {result['val_loss']} ({result['relative_difference']:.2%})", flush=True)
+    report["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average_before": load,
+        "torch": torch.__version__,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
