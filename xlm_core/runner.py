@@ -43,9 +43,10 @@ from xlm_core.checkpoint import (
     RecordedTask,
 )
 from xlm_core.data.datamodule import XLMDataModule
-from xlm_core.devices import lightning_precision
+from xlm_core.devices import lightning_precision, model_width
 from xlm_core.errors import TrainingInterrupted, XLMUserError
 from xlm_core.files import write_json_atomic
+from xlm_core.init_from import InitSource, initialise
 from xlm_core.resume_state import RunStateIO
 from xlm_core.rundir import RUN_DIR_ENV, RunDirectory, check_out_dir, is_main_process
 from xlm_core.training import XLMModule, log_interval
@@ -82,6 +83,7 @@ def train(
     evaluate: bool = True,
     num_samples: int = 3,
     callbacks: Sequence[Callback] = (),
+    init_from: Path | None = None,
 ) -> TrainResult:
     """Train ``run_config`` into ``run_dir``, write ``final/``, then evaluate on the test split.
 
@@ -94,8 +96,10 @@ def train(
     The end-of-run evaluation decodes ``eval.limit`` test examples, or
     ``eval.val_predict_limit`` when no limit is set, so the default run stays bounded.
     ``callbacks`` are added to the Trainer's (benchmarks time steps with one).
+    ``init_from`` (a checkpoint or run directory) starts the model from its weights and
+    the run from its tokenizer (:mod:`xlm_core.init_from`); a resumed run refuses it.
     """
-    run = _Run.prepare(run_config, run_dir, resume)
+    run = _Run.prepare(run_config, run_dir, resume, init_from)
     trainer = build_trainer(
         run_config, run_dir, [*run.callbacks(), *callbacks], progress=progress
     )
@@ -147,9 +151,9 @@ class _Run:
     last_ckpt: Path
 
     @classmethod
-    def prepare(cls, run_config: RunConfig, run_dir: Path, resume: bool) -> _Run:
-        from xlm_core.data.tasks import build_task
-        from xlm_core.data.tokenizers import TOKENIZER_FILE
+    def prepare(
+        cls, run_config: RunConfig, run_dir: Path, resume: bool, init_from: Path | None = None
+    ) -> _Run:
         from xlm_core.plugins.registry import get_registry
 
         training = run_config.training
@@ -161,19 +165,21 @@ class _Run:
         last_ckpt = run_dir / LIGHTNING_DIR / LAST_CKPT
         if resume and not last_ckpt.is_file():
             raise XLMUserError(f"cannot resume {run_dir}: it has no {LIGHTNING_DIR}/{LAST_CKPT}")
-        saved_tokenizer = run_dir / TOKENIZER_FILE
-        task = build_task(
-            run_config.task,
-            tokenizer_path=saved_tokenizer if resume and saved_tokenizer.is_file() else None,
-        )
+        source = InitSource.find(init_from, resume=resume) if init_from is not None else None
+        task = source.build_task(run_config.task) if source else _task(run_config, run_dir, resume)
         vocab = task.tokenizer.vocab
         collator = family.component("collator")(run_config.model, vocab, task.shape)
-        record = CheckpointRecord.create(run_config, family, RecordedTask.of(task))
 
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
         L.seed_everything(training.seed, workers=True, verbose=False)
         module = XLMModule(run_config, family, vocab, task.shape, task.kind)
+        provenance = {}
+        if source is not None:  # after the model is built, before anything is written or trained
+            report = initialise(module.model, source, run_config.model)
+            rank_zero_info(report.describe())
+            provenance["init_from"] = report.record()
+        record = CheckpointRecord.create(run_config, family, RecordedTask.of(task), **provenance)
         datamodule = XLMDataModule(
             task,
             collator,
@@ -225,6 +231,15 @@ class _Run:
         if limit:
             result.metrics = pipeline.evaluate("test", limit, progress=progress)
         result.samples = pipeline.generate(num_samples=num_samples, seed=evaluation.seed)
+
+
+def _task(run_config: RunConfig, run_dir: Path, resume: bool) -> Task:
+    """The run's task; a resumed run tokenizes with the tokenizer it saved."""
+    from xlm_core.data.tasks import build_task
+    from xlm_core.data.tokenizers import TOKENIZER_FILE
+
+    saved = run_dir / TOKENIZER_FILE
+    return build_task(run_config.task, tokenizer_path=saved if resume and saved.is_file() else None)
 
 
 def _fit(
@@ -294,7 +309,7 @@ def build_trainer(
             devices=devices,
             strategy=training.strategy,
             num_nodes=training.num_nodes,
-            precision=lightning_precision(training),
+            precision=lightning_precision(training, model_width(run_config.model)),
             max_steps=training.max_steps,
             max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
             gradient_clip_val=training.grad_clip,

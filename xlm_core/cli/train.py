@@ -18,7 +18,8 @@ EPILOG = (
     "  xlm train --plugin mdlm            (tiny preset on star-easy; CPU is fine)\n\n"
     "  xlm train --plugin arlm --task star-hard --preset small --devices 4\n\n"
     "  xlm train --plugin mdlm --set training.lr=3e-4 --print-config\n\n"
-    "  xlm train --resume runs/mdlm-star-easy-20250101-120000 --max-steps 5000"
+    "  xlm train --resume runs/mdlm-star-easy-20250101-120000 --max-steps 5000\n\n"
+    "  xlm train --plugin bdlm --init-from runs/arlm-star-easy-20250101-120000/final"
 )
 
 
@@ -51,6 +52,15 @@ OutOption = Annotated[
 ResumeOption = Annotated[
     Path | None, typer.Option("--resume", help="Continue the run in this directory.")
 ]
+InitFromOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="Start the model from this checkpoint's weights (same backbone) and the run from its "
+        "tokenizer; recorded in run.json (docs/usage.md, 'Converting an autoregressive model').",
+    ),
+]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the xlm run already in --out.")
 ]
@@ -82,6 +92,7 @@ def train(
     max_steps: MaxStepsOption = None,
     out: OutOption = None,
     resume: ResumeOption = None,
+    init_from: InitFromOption = None,
     overwrite: OverwriteOption = False,
     print_config: PrintConfigOption = False,
     devices: DevicesOption = None,
@@ -102,6 +113,8 @@ def train(
         "max_steps": max_steps,
     }
     overrides = [f"training.{k}={v}" for k, v in hardware.items() if v is not None] + (sets or [])
+    if resume is not None and init_from is not None:
+        raise fail("--init-from starts a new run; --resume continues one from its own state: drop one")
     if resume is not None:
         run_config = _resumed_config(
             resume, plugin, overrides, task=task, preset=preset, config=config
@@ -125,7 +138,11 @@ def train(
 
     run_dir = resume if resume is not None else _new_run_dir(out, run_config, overwrite)
     result = run_training(
-        run_config, run_dir=run_dir, resume=resume is not None, overwrite=overwrite
+        run_config,
+        run_dir=run_dir,
+        resume=resume is not None,
+        overwrite=overwrite,
+        init_from=init_from,
     )
     if result.is_main:
         _report(result)

@@ -2,7 +2,12 @@
 
 Inference state is not kept here: a :class:`~xlm_core.nn.kv_cache.KVCache` is
 created and owned by a predictor and passed into ``forward``, which only asks it
-for positions and masks, stores each layer's keys and values in it, and advances it.
+for positions and masks, stores each layer's keys and values in it, and advances it
+(or, with ``append=False``, only reads it).
+
+A family whose attention is neither causal nor bidirectional (block diffusion: each
+block sees itself and the blocks before it) passes the pattern per call: ``attend``,
+a boolean queries x keys matrix. Without it nothing changes, and nothing costs more.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm_core.nn.attention import attention
-from xlm_core.nn.kv_cache import KVCache, key_query_mask
+from xlm_core.nn.kv_cache import KVCache, key_query_mask, pattern_mask
+from xlm_core.nn.rotary import rotary, rotary_frequencies, rotary_tables
 from xlm_core.plugins.settings import FamilyConfig
 
 __all__ = ["KVCache", "Transformer"]
@@ -36,25 +42,6 @@ class RMSNorm(nn.Module):
 
 
 _fused_rms_norm = getattr(F, "rms_norm", None)
-
-
-def rotary_frequencies(head_dim: int, base: float = 10000.0) -> Tensor:
-    half = head_dim // 2
-    return base ** (-torch.arange(half, dtype=torch.float32) / half)
-
-
-def rotary_tables(positions: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
-    """cos/sin ``(B, 1, L, head_dim // 2)`` for ``positions`` ``(B, L)``; computed once per forward."""
-    angles = positions.to(torch.float32)[:, None, :, None] * inv_freq.float()
-    return angles.cos(), angles.sin()
-
-
-def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x`` ``(B, H, L, D)`` by the angles in ``cos``/``sin`` (half-split convention)."""
-    half = x.shape[-1] // 2
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class Block(nn.Module):
@@ -219,6 +206,9 @@ class Transformer(nn.Module):
         positions: Tensor | None = None,
         cond: Tensor | None = None,
         cache: KVCache | None = None,
+        attend: Tensor | None = None,
+        causal: bool | None = None,
+        append: bool = True,
     ) -> Tensor:
         """Hidden states for ``input_ids`` ``(B, L)``.
 
@@ -228,25 +218,20 @@ class Transformer(nn.Module):
         running count of real tokens (``0..L-1`` without a mask), so padding anywhere in
         a row shifts no real token's position. ``cond`` ``(B,)`` is a noise level
         for time-conditioned models. With ``cache`` (causal only) the new tokens attend
-        to everything cached before them and are appended to it.
+        to everything cached before them and are appended to it; with ``append=False``
+        they only read it (their keys go to scratch slots that the next pass overwrites).
+
+        ``attend`` (bool ``(L, L)`` or ``(B, L, L)``, True = query i may attend to key j)
+        replaces the causal or bidirectional pattern for this call; padding keys stay
+        hidden and every query sees itself. With a cache it covers the new tokens among
+        themselves (every cached key stays visible). ``causal`` overrides the model's own
+        flag for this call (``False`` with a cache: the new tokens see each other). The
+        token shift reads neighbours in input order whatever the pattern.
         """
-        b, length = input_ids.shape
-        device = input_ids.device
-        if cache is not None:
-            if not self.causal:
-                raise ValueError("a KV cache needs a causal transformer")
-            cache.extend(attention_mask, length)
-        if positions is None:
-            if cache is not None:
-                positions = cache.positions(attention_mask, length)
-            elif attention_mask is not None:
-                positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-            else:
-                positions = torch.arange(length, device=device).expand(b, length)
-        if cache is not None:
-            attn_mask, is_causal = cache.attention_mask(length)
-        else:
-            attn_mask, is_causal = self._mask(attention_mask, length, device)
+        causal = self.causal if causal is None else causal
+        positions, attn_mask, is_causal = self._attention_layout(
+            input_ids, attention_mask, positions, cache, attend, causal
+        )
         c = None
         if self.time_embed is not None:
             if cond is None:
@@ -264,19 +249,46 @@ class Transformer(nn.Module):
             x = x + self.position_embed(positions.clamp(max=self.position_embed.num_embeddings - 1))
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
-        if cache is not None:
-            cache.advance(length)
+        if cache is not None and append:
+            cache.advance(input_ids.shape[1])
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.head(hidden)
 
-    def _mask(
-        self, attention_mask: Tensor | None, length: int, device: torch.device
-    ) -> tuple[Tensor | None, bool]:
-        if attention_mask is None:
-            return None, self.causal
-        return key_query_mask(attention_mask, length, 0, causal=self.causal, device=device), False
+    def _attention_layout(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        positions: Tensor | None,
+        cache: KVCache | None,
+        attend: Tensor | None,
+        causal: bool,
+    ) -> tuple[Tensor, Tensor | None, bool]:
+        """The new tokens' positions and the ``(attn_mask, is_causal)`` of this call."""
+        b, length = input_ids.shape
+        if cache is not None:
+            if not self.causal:
+                raise ValueError("a KV cache needs a causal transformer")
+            cache.extend(attention_mask, length)
+            if positions is None:
+                positions = cache.positions(attention_mask, length)
+            return positions, *cache.attention_mask(length, causal=causal, attend=attend)
+        if positions is None and attention_mask is not None:
+            positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        elif positions is None:
+            positions = torch.arange(length, device=input_ids.device).expand(b, length)
+        if attend is not None:
+            return positions, pattern_mask(attention_mask, attend), False
+        return positions, *_padding_mask(attention_mask, length, causal, input_ids.device)
+
+
+def _padding_mask(
+    attention_mask: Tensor | None, length: int, causal: bool, device: torch.device
+) -> tuple[Tensor | None, bool]:
+    if attention_mask is None:
+        return None, causal
+    return key_query_mask(attention_mask, length, 0, causal=causal, device=device), False
 
 
 def _init_weights(module: nn.Module) -> None:

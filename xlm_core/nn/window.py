@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from xlm_core.components import DataShape, Example, Vocab
+from xlm_core.nn.nelbo import lowest_ranked
 
 # -- layout ---------------------------------------------------------------------------------------
 
@@ -109,8 +110,7 @@ def exactly_masked(
     drawn in ``key_dtype`` (which fixes what a seeded generator yields).
     """
     keys = torch.rand(len(counts), width, generator=generator, dtype=key_dtype)
-    ranks = keys.argsort(dim=1).argsort(dim=1)
-    return ranks < counts[:, None]
+    return lowest_ranked(keys, counts)
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -157,3 +157,11 @@ def output_ids(window: Tensor, lengths: Tensor, vocab: Vocab) -> Tensor:
     ids = window[:, : window.shape[1] - 1]
     after = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths[:, None]
     return ids.masked_fill(after, vocab.pad_id)
+
+
+def history_up_to(history: list[list[list[int]]] | None, lengths: Tensor) -> list[list[list[int]]] | None:
+    """Each row's recorded states cut to its output length (``Prediction.history``): positions after
+    the output are never shown, whatever they held while decoding."""
+    if history is None:
+        return None
+    return [[state[:n] for state in states] for states, n in zip(history, lengths.tolist(), strict=True)]

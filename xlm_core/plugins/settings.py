@@ -108,6 +108,43 @@ class FamilyConfig(StrictModel):
         return self
 
 
+ScheduleName = Literal["log-linear", "cosine"]
+NelboEstimator = Literal["time", "count"]
+
+
+class MaskedDiffusionConfig(FamilyConfig):
+    """Base class of the masked-diffusion families' configs (MDLM, BDLM): the noise schedule and
+    the NELBO estimator, which mean the same in both (``xlm_core.nn.schedule``, ``xlm_core.nn.nelbo``).
+
+    A *unit* is what one draw corrupts: MDLM's target window, or one of BDLM's blocks.
+    """
+
+    schedule: ScheduleName = Field(
+        "log-linear",
+        description="Noise schedule alpha_t (probability that a token is still unmasked at time t): "
+        "log-linear 1 - (1 - eps) t, or cosine eps + (1 - eps) cos(pi t / 2).",
+    )
+    eps: float = Field(
+        1e-3,
+        gt=0.0,
+        le=0.1,
+        description="alpha_1 = eps, and training draws t in [eps, 1] (the weight 1/t stays bounded).",
+    )
+    nelbo_estimator: NelboEstimator = Field(
+        "time",
+        description="How a training example is corrupted. time: draw t (stratified), mask each position "
+        "of a unit (MDLM: the window; BDLM: a block) with probability 1 - alpha_t, weight "
+        "-alpha'_t / (1 - alpha_t). count: draw the number of masks m (stratified over 1..W, W the "
+        "unit's length), mask m positions, weight W / m: the same NELBO with t integrated out, and "
+        "bounded weights (the model must not see t).",
+    )
+    eval_nll_samples: int = Field(
+        8,
+        ge=1,
+        description="Corruptions drawn per example (stratified) when estimating the NELBO at evaluation.",
+    )
+
+
 class PredictorSettings(StrictModel):
     """Base class of a family's sampling settings (``--set predictor.<key>=...``).
 

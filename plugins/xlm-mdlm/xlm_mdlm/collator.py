@@ -7,19 +7,9 @@ PAD fill; PAD inside the window is a real target. Prompt tokens are never masked
 unmasked ones contribute exactly zero. ``extras["weight"]`` is each example's
 NELBO weight per masked position.
 
-Two unbiased estimators of the same NELBO (``nelbo_estimator``):
-
-- ``time`` (Sahoo et al. 2024): each example draws one time t (stratified across
-  the batch), masks every window position independently with probability
-  1 - alpha_t, and weighs a masked position by -alpha'_t / (1 - alpha_t).
-- ``count``: each example draws the number of masks m (stratified over 1..W),
-  masks m positions chosen uniformly, and weighs each by W / m. For a model that
-  does not see t this is the time estimator with t integrated out: given m masks,
-  the weight integrates to  integral of -alpha'/(1 - alpha) (1 - alpha)^m alpha^(W-m) dt
-  = 1 / (m * C(W, m))  for every schedule (eps -> 0), so the NELBO is
-  sum over m of (1/m) E[sum of the m masked -log p] = W * E_m[(1/m) sum ...].
-  Its weights stay in [1, W], where 1/t reaches 1/eps: the same objective with far
-  less gradient noise (a draw of t near eps that masks one token weighs ~1/eps).
+The two estimators of the NELBO (``nelbo_estimator``: ``time`` or ``count``) and their
+stratified draws are the core kit's (``xlm_core.nn.nelbo``, shared with BDLM); here each
+example is one unit of W window positions.
 """
 
 from __future__ import annotations
@@ -27,30 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
 
 from xlm_core.components import IGNORE_INDEX, Batch, DataShape, Example, Vocab
+from xlm_core.nn.nelbo import stratified_counts, stratified_times
+from xlm_core.nn.schedule import make_schedule
 from xlm_core.nn.window import append_window, exactly_masked, training_rows, window_length
 from xlm_mdlm.config import MDLMConfig
-from xlm_mdlm.schedule import make_schedule
 
-
-def stratified_times(
-    batch_size: int, eps: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """``(B,)`` float64 times in [eps, 1]: one uniform offset shifted by i/B, so the batch covers
-    every stratum of [eps, 1] once while each t is still marginally uniform (antithetic sampling)."""
-    u = torch.rand(1, generator=generator, dtype=torch.float64)
-    strata = (u + torch.arange(batch_size, dtype=torch.float64) / batch_size) % 1.0
-    return eps + (1.0 - eps) * strata
-
-
-def stratified_counts(
-    batch_size: int, window: int, generator: torch.Generator | None = None
-) -> Tensor:
-    """``(B,)`` int64 mask counts in 1..window, stratified like :func:`stratified_times`."""
-    strata = stratified_times(batch_size, 0.0, generator)
-    return (strata * window).long().clamp(max=window - 1) + 1
+__all__ = ["MDLMCollator", "stratified_counts", "stratified_times"]
 
 
 class MDLMCollator:

@@ -57,10 +57,4 @@ class MDLMLoss:
 
         masked = batch.input_ids[:, -w:] == self.vocab.mask_id
         masked_ce = token_nll.detach().sum() / masked.sum().clamp_min(1)
-        return LossOutput(
-            loss=nll_sum / n_tokens.clamp_min(1),
-            n_tokens=n_tokens,
-            nll_sum=nll_sum.detach(),
-            metrics={"masked_ce": masked_ce},
-            loss_weight=n_tokens,
-        )
+        return LossOutput.per_token(nll_sum, n_tokens, {"masked_ce": masked_ce})

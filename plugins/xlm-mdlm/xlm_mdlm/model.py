@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm_core.components import ModelOutput, Vocab
+from xlm_core.nn.schedule import make_schedule
 from xlm_core.nn.transformer import Transformer
 from xlm_mdlm.config import MDLMConfig
-from xlm_mdlm.schedule import make_schedule
 
 
 def subs_log_probs(logits: Tensor, tokens: Tensor, mask_id: int) -> Tensor:

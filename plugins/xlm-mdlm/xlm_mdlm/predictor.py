@@ -38,10 +38,10 @@ from torch import Tensor, nn
 from xlm_core.components import DataShape, Prediction, Vocab
 from xlm_core.nn import window as layout
 from xlm_core.nn.sampling import RowNoise, confidence, sample, uniform
+from xlm_core.nn.schedule import make_schedule
 from xlm_core.nn.unmasking import choose_to_unmask
 from xlm_core.predicting import as_settings, predict_preamble
 from xlm_mdlm.config import MDLMConfig, MDLMSettings
-from xlm_mdlm.schedule import make_schedule
 
 
 class MDLMPredictor:
@@ -227,16 +227,10 @@ class _Decoding:
         lengths = layout.output_lengths(window, self.vocab)
         ids = layout.output_ids(window, lengths, self.vocab)
         ids = ids[:, : int(lengths.max())] if len(lengths) else ids
-        history = None
-        if self.history is not None:
-            history = [
-                [state[:n] for state in states]
-                for states, n in zip(self.history, lengths.tolist(), strict=True)
-            ]
         return Prediction(
             ids=ids,
             lengths=lengths,
             steps=self.steps.clone(),
             nfe=self.nfe.clone(),
-            history=history,
+            history=layout.history_up_to(self.history, lengths),
         )

@@ -1,0 +1,224 @@
+"""BDLM conversion: an ARLM teacher converted to block diffusion, a BDLM from scratch, and what B costs.
+
+1. Train an ARLM teacher N steps on a text corpus (``benchmarks/text_corpus.py`` unless
+   ``--corpus``).
+2. Convert it (``--init-from``) to a BDLM with B = 4 and train N/5 steps; train a BDLM
+   from scratch for N/5 steps.
+3. Likelihood on the test split: the teacher's exact NLL, each BDLM's NELBO bound, and
+   bound / NLL.
+4. Decoding speed at batch 1 and 16, the same length budget for both: BDLM (B = 4, KV
+   cache, threshold decoding) against ARLM (KV cache): generated tokens per second.
+5. Block size: B in {1, 2, 4, 8, 16}, each converted from the teacher and trained N/5
+   steps: bound / NLL and tokens/s, plotted into ``docs/images/bdlm_block_size.png``.
+
+Finished runs in ``--work`` are reused, so a second call only measures.
+
+    python benchmarks/bdlm_conversion.py [--corpus FILE] [--steps N] [--work DIR] [--out FILE] [--threads N] [--quick]
+
+Writes benchmarks/results/bdlm_conversion.json and prints markdown tables. ``--quick``
+trains a small model a few steps on a small corpus in a temporary directory and writes
+everything there: a smoke run of a few minutes, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from text_corpus import prepare_corpus
+
+import xlm_core
+from xlm_core.config import resolve_run_config
+from xlm_core.runner import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "bdlm_conversion.json"
+PLOT = ROOT / "docs" / "images" / "bdlm_block_size.png"
+BLOCK_SIZES = (1, 2, 4, 8, 16)
+CONVERTED_B = 4
+BDLM_DECODING = {"sampler": "threshold", "threshold": 0.9, "kv_cache": True}
+ARLM_DECODING = {"kv_cache": True}
+
+#: (model and task settings, teacher steps, test examples scored, rows decoded at batch 1 / 16)
+FULL = (["task.block_size=128", "training.batch_size=32"], 5000, 500, (16, 64))
+QUICK = (
+    [
+        "model.d_model=64",
+        "model.n_layers=2",
+        "task.block_size=32",
+        "task.vocab_size=512",
+        "training.batch_size=16",
+        "model.eval_nll_samples=2",
+    ],
+    100,
+    32,
+    (4, 16),
+)
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, help="a text file, one document per line (default: text_corpus.py's)")
+    parser.add_argument("--steps", type=int, help="N, the teacher's steps (default 5000; --quick 100)")
+    parser.add_argument("--work", type=Path, help="where the runs go (default runs/bench-bdlm-conversion; --quick: a temp dir)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a busy machine)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in a temp dir (a few minutes)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.sets, default_steps, args.limit, args.rows = QUICK if args.quick else FULL
+    args.steps = args.steps or default_steps
+    if args.quick:  # never overwrite measured results with a smoke run
+        args.work = args.work or Path(tempfile.mkdtemp(prefix="xlm-bdlm-bench-"))
+        args.out, args.plot = args.work / args.out.name, args.work / args.plot.name
+        args.corpus = args.corpus or prepare_corpus(args.work / "corpus.txt", max_mb=0.5)  # kept if there
+        args.sets = [*args.sets, f"task.cache_dir={args.work / 'cache'}"]
+    args.corpus = args.corpus or prepare_corpus()
+    args.work = args.work or ROOT / "runs" / "bench-bdlm-conversion"
+    return args
+
+
+def trained(args: argparse.Namespace, name: str, plugin: str, steps: int, *extra: str, init_from=None) -> Path:
+    """The final checkpoint of run ``name``, trained first unless ``--work`` already holds it."""
+    run_dir = args.work / name
+    if (run_dir / "final" / "model.safetensors").is_file():
+        print(f"using the finished run {run_dir}", file=sys.stderr)
+        return run_dir / "final"
+    sets = ["task.name=text", f"task.path={args.corpus}", f"training.max_steps={steps}", *args.sets, *extra]
+    config = resolve_run_config(plugin, preset="tiny", sets=sets)
+    print(f"training {name}: {plugin}, {steps} steps", file=sys.stderr)
+    train(config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False, init_from=init_from)
+    return run_dir / "final"
+
+
+def likelihood(pipeline: Any, limit: int) -> dict[str, Any]:
+    """Per-token NLL (exact) or NELBO (bound) on the first ``limit`` test examples."""
+    scored = pipeline.score(list(pipeline.task.examples("test")[:limit]))
+    return {"nll": scored["nll"], "nll_kind": scored["nll_kind"], "n_tokens": scored["n_tokens"]}
+
+
+def tokens_per_s(pipeline: Any, settings: dict[str, Any], batch: int, rows: int) -> dict[str, Any]:
+    """Generated tokens per second decoding ``rows`` empty prompts ``batch`` at a time (best of two)."""
+    settings = pipeline.settings(**settings)
+    prompts, seeds = [[] for _ in range(rows)], list(range(rows))
+    pipeline.predictor.predict(pipeline.model, prompts[:batch], settings=settings, seeds=seeds[:batch])  # warm-up
+    best, tokens, nfe = float("inf"), 0, 0
+    for _ in range(2):
+        start, tokens, nfe = time.perf_counter(), 0, 0
+        with pipeline.autocast():
+            for i in range(0, rows, batch):
+                pred = pipeline.predictor.predict(
+                    pipeline.model, prompts[i : i + batch], settings=settings, seeds=seeds[i : i + batch]
+                )
+                tokens, nfe = tokens + int(pred.lengths.sum()), nfe + int(pred.nfe.sum())
+        if pipeline.device.type == "cuda":
+            torch.cuda.synchronize(pipeline.device)
+        best = min(best, time.perf_counter() - start)
+    return {"batch": batch, "tokens_per_s": tokens / best, "mean_length": tokens / rows, "nfe_per_token": nfe / max(tokens, 1)}
+
+
+def speed(pipeline: Any, settings: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    budget = {"max_new_tokens": pipeline.shape.target_length}  # the same length budget for every model
+    return [tokens_per_s(pipeline, {**settings, **budget}, batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.steps
+    teacher = xlm_core.load(trained(args, "arlm-teacher", "arlm", n), device=args.device)
+    exact = likelihood(teacher, args.limit)
+    report: dict[str, Any] = {"teacher": {**exact, "speed": speed(teacher, ARLM_DECODING, args)}}
+    teacher_dir = args.work / "arlm-teacher" / "final"
+    scratch = xlm_core.load(trained(args, "bdlm-scratch", "bdlm", n // 5, f"model.block_size={CONVERTED_B}"), device=args.device)
+    report["scratch"] = {**likelihood(scratch, args.limit)}
+    sweep = []
+    for block in BLOCK_SIZES:
+        run = trained(args, f"bdlm-b{block}", "bdlm", n // 5, f"model.block_size={block}", init_from=teacher_dir)
+        pipeline = xlm_core.load(run, device=args.device)
+        row = {"block_size": block, **likelihood(pipeline, args.limit), "speed": speed(pipeline, BDLM_DECODING, args)}
+        sweep.append(row)
+    for row in [report["scratch"], *sweep]:
+        row["bound_over_nll"] = row["nll"] / exact["nll"]
+    report["converted"] = next(r for r in sweep if r["block_size"] == CONVERTED_B)
+    report["block_sizes"] = sweep
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["block_sizes"]
+    blocks = [r["block_size"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(blocks, [r["bound_over_nll"] for r in rows], "o-", label="BDLM, converted")
+    left.axhline(1.0, color="grey", ls="--", label="ARLM teacher (exact NLL)")
+    left.set(xscale="log", xlabel="block size B", ylabel="NELBO / teacher NLL", title="likelihood")
+    for i, batch in enumerate((1, 16)):
+        right.plot(blocks, [r["speed"][i]["tokens_per_s"] for r in rows], "o-", label=f"BDLM, batch {batch}")
+        right.axhline(report["teacher"]["speed"][i]["tokens_per_s"], ls="--", color=f"C{i}", label=f"ARLM, batch {batch}")
+    right.set(xscale="log", yscale="log", xlabel="block size B", ylabel="tokens/s", title="decoding (KV cache, threshold 0.9)")
+    for axis in (left, right):
+        axis.set_xticks(blocks, [str(b) for b in blocks])
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    t, c, s = report["teacher"], report["converted"], report["scratch"]
+    print("\n| model | steps | per-token NLL | kind | ÷ teacher NLL |\n|---|---:|---:|---|---:|")
+    print(f"| ARLM teacher | {report['steps']} | {t['nll']:.4f} | exact | 1.000 |")
+    print(f"| BDLM B=4, converted | {report['steps'] // 5} | {c['nll']:.4f} | bound | {c['bound_over_nll']:.3f} |")
+    print(f"| BDLM B=4, from scratch | {report['steps'] // 5} | {s['nll']:.4f} | bound | {s['bound_over_nll']:.3f} |")
+    print("\n| decoding | batch | tokens/s | mean length | nfe/token |\n|---|---:|---:|---:|---:|")
+    for label, rows in (("ARLM, KV cache", t["speed"]), ("BDLM B=4, cache + threshold", c["speed"])):
+        for r in rows:
+            print(f"| {label} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['mean_length']:.1f} | {r['nfe_per_token']:.2f} |")
+    print("\n| B | bound ÷ NLL | tokens/s batch 1 | tokens/s batch 16 |\n|---:|---:|---:|---:|")
+    for r in report["block_sizes"]:
+        print(f"| {r['block_size']} | {r['bound_over_nll']:.3f} | {r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |")
+
+
+def main() -> None:
+    args = arguments()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy machine skews timings
+    start = time.perf_counter()
+    report = {
+        "benchmark": "bdlm_conversion",
+        "quick": args.quick,
+        "corpus": str(args.corpus),
+        "steps": args.steps,
+        "settings": args.sets,
+        "bdlm_decoding": BDLM_DECODING,
+        "device": args.device,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_1m_at_start": load,
+        **measure(args),
+    }
+    report["seconds"] = time.perf_counter() - start
+    plot(report, args.plot)
+    report["plot"] = str(args.plot)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_tables(report)
+    print(f"\nwrote {args.out} and {args.plot} ({report['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
