@@ -20,28 +20,21 @@ from xlm_core.training import XLMModule
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "training.precision=32"]
 
 
-def _pipeline(name: str, task: str = "star-medium") -> Pipeline:
-    run_config = resolve_run_config(name, sets=[*TINY, f"task.name={task}"])
-    built = build_task(run_config.task)
-    family = get_registry().get(name)
-    torch.manual_seed(0)
-    return Pipeline(
-        family=family,
-        run_config=run_config,
-        model=family.component("model")(run_config.model, built.tokenizer.vocab),
-        tokenizer=built.tokenizer,
-        task_kind=built.kind,
-        shape=built.shape,
-        device="cpu",
-        task=built,
-    )
+@pytest.fixture
+def pipeline_of(untrained_pipeline):
+    """``make(name, task="star-medium")``: an untrained tiny pipeline."""
+
+    def make(name: str, task: str = "star-medium") -> Pipeline:
+        return untrained_pipeline(name, resolve_run_config(name, sets=[*TINY, f"task.name={task}"]))
+
+    return make
 
 
-@pytest.mark.parametrize("name", ["mdlm", "mlm", "ilm"])
-def test_score_does_not_depend_on_eval_batch_size(name):
+@pytest.mark.parametrize("name", ["mdlm", "mlm", "ilm", "bdlm"])
+def test_score_does_not_depend_on_eval_batch_size(name, pipeline_of):
     # each example's corruption is drawn from its own seed, whatever batch it is collated in
     # (star-medium's examples differ in length, so ILM's rows come in several layouts)
-    pipeline = _pipeline(name)
+    pipeline = pipeline_of(name)
     examples = list(pipeline.task.examples("test")[:9])
     scores = []
     for size in (1, 4, 64):
@@ -49,7 +42,7 @@ def test_score_does_not_depend_on_eval_batch_size(name):
         scores.append(pipeline.score(examples))
     for score in scores[1:]:
         assert score["loss"] == pytest.approx(scores[0]["loss"], rel=1e-5)
-        if name == "mdlm":  # the others report no likelihood
+        if name in ("mdlm", "bdlm"):  # the others report no likelihood
             assert score["nll"] == pytest.approx(scores[0]["nll"], rel=1e-5)
 
 
@@ -61,8 +54,8 @@ def _rows(parts) -> set[tuple]:
     }
 
 
-def test_an_examples_evaluation_row_is_the_same_in_any_batch():
-    pipeline = _pipeline("ilm", task="star-easy")  # one prompt width, so layouts repeat
+def test_an_examples_evaluation_row_is_the_same_in_any_batch(pipeline_of):
+    pipeline = pipeline_of("ilm", task="star-easy")  # one prompt width, so layouts repeat
     items = list(enumerate(pipeline.task.examples("validation")[:24]))
     collate = EvalCollate(pipeline.collator, seed=3)
     together = collate(items).parts
@@ -98,8 +91,8 @@ def test_a_sharded_model_or_a_tiny_split_is_evaluated_whole_by_every_process():
         assert sharded._eval_share(100) == (1, 0, rank == 0)
 
 
-def test_validation_counts_a_replicated_batch_once():
-    pipeline = _pipeline("arlm", task="star-easy")
+def test_validation_counts_a_replicated_batch_once(pipeline_of):
+    pipeline = pipeline_of("arlm", task="star-easy")
     config, shape = pipeline.run_config, pipeline.shape
     module = XLMModule(config, pipeline.family, pipeline.vocab, shape, "prompted")
     module.on_validation_epoch_start()

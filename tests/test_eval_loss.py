@@ -10,14 +10,13 @@ import torch
 from xlm_core.components import Batch, Example
 from xlm_core.config import resolve_run_config
 from xlm_core.data.datamodule import EvalCollate
-from xlm_core.data.tasks import build_task
 from xlm_core.metrics import Totals
 from xlm_core.pipeline import Pipeline
 from xlm_core.plugins import get_registry
 from xlm_core.testing import TinySetup
 from xlm_core.training import XLMModule
 
-FAMILIES = ["arlm", "mdlm", "mlm", "ilm"]
+FAMILIES = ["arlm", "mdlm", "mlm", "ilm", "bdlm"]
 # fp32: these compare numbers across batch sizes, where bf16 rounding would differ
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "training.precision=32"]
 BATCH_SIZES = [1, 3, 64]
@@ -53,27 +52,14 @@ def _arlm_examples(task) -> list[Example]:
     ]
 
 
-def _arlm_pipeline() -> Pipeline:
-    run_config = resolve_run_config("arlm", sets=TINY)
-    task = build_task(run_config.task)
-    family = get_registry().get("arlm")
-    torch.manual_seed(0)
-    model = family.component("model")(run_config.model, task.tokenizer.vocab)
-    return Pipeline(
-        family=family,
-        run_config=run_config,
-        model=model,
-        tokenizer=task.tokenizer,
-        task_kind=task.kind,
-        shape=task.shape,
-        device="cpu",
-        task=task,
-    )
+@pytest.fixture
+def arlm_pipeline(untrained_pipeline) -> Pipeline:
+    return untrained_pipeline("arlm", resolve_run_config("arlm", sets=TINY))
 
 
-def test_pipeline_score_loss_does_not_depend_on_eval_batch_size():
+def test_pipeline_score_loss_does_not_depend_on_eval_batch_size(arlm_pipeline):
     # ARLM's loss draws no corruption, so only the pooling could make batch sizes disagree
-    pipeline = _arlm_pipeline()
+    pipeline = arlm_pipeline
     examples = _arlm_examples(pipeline.task)
     scores = []
     for size in BATCH_SIZES:
@@ -86,8 +72,8 @@ def test_pipeline_score_loss_does_not_depend_on_eval_batch_size():
     assert scores[0]["loss"] == pytest.approx(scores[0]["nll"], rel=1e-5)
 
 
-def test_validation_loss_does_not_depend_on_eval_batch_size():
-    pipeline = _arlm_pipeline()
+def test_validation_loss_does_not_depend_on_eval_batch_size(arlm_pipeline):
+    pipeline = arlm_pipeline
     examples = list(enumerate(_arlm_examples(pipeline.task)))
     family, config = pipeline.family, pipeline.run_config
     module = XLMModule(config, family, pipeline.vocab, pipeline.shape, "prompted")

@@ -1,4 +1,4 @@
-"""The task section: one record per kind of task (star, text, plugin), chosen by the task's name,
+"""The task section: one record per kind of task (star, text, distilled, plugin), chosen by the task's name,
 and the flat record that configs and checkpoints held before still reads."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from xlm_core.config import (
+    DistilledTaskConfig,
     PluginTaskConfig,
     StarTaskConfig,
     TaskConfig,
@@ -45,6 +46,7 @@ def arlm_class():
     [
         ("star-hard", StarTaskConfig),
         ("text", TextTaskConfig),
+        ("distilled", DistilledTaskConfig),
         ("sudoku", PluginTaskConfig),
         ("star-eazy", PluginTaskConfig),  # not a built-in: an unknown name is a plugin's to claim
     ],
@@ -85,7 +87,7 @@ def test_task_shorthand_after_a_file_that_sets_text_fields(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"sets": ["task.path=x.txt"]}, "--set task.path=x.txt: task.path is a setting of text tasks, not of star tasks"),
+        ({"sets": ["task.path=x.txt"]}, "--set task.path=x.txt: task.path is a setting of text and distilled tasks, not of star tasks"),
         ({"task": "text", "sets": ["task.seed=3"]}, "task.seed is a setting of star and plugin tasks, not of text tasks"),
         ({"sets": ["task.sed=3"]}, "unknown key 'task.sed' (did you mean 'task.seed'?)"),
         (
@@ -117,7 +119,7 @@ def test_a_flat_record_with_another_kinds_setting_is_refused_naming_the_key():
     with pytest.raises(XLMUserError) as info:
         validate_run_config(arlm_class(), saved({**FLAT_STAR, "block_size": 64}), "config.json")
     assert str(info.value) == "config.json: task.block_size is a setting of text tasks, not of star tasks"
-    with pytest.raises(ValidationError, match="path is a setting of text tasks, not of star tasks"):
+    with pytest.raises(ValidationError, match="path is a setting of text and distilled tasks, not of star tasks"):
         TaskConfig(**{**FLAT_STAR, "path": "corpus.txt"})
 
 
@@ -139,5 +141,5 @@ def test_a_preset_with_a_bad_task_setting_fails_the_plugin_at_load(registry, mak
     )
     assert record.status == "failed"
     assert record.error.endswith(
-        "presets: preset 'tiny' section 'task': task.path is a setting of text tasks, not of star tasks"
+        "presets: preset 'tiny' section 'task': task.path is a setting of text and distilled tasks, not of star tasks"
     )

@@ -176,6 +176,20 @@ class LossOutput:
     metrics: dict[str, Tensor] = attrs.field(factory=dict)
     loss_weight: Tensor | None = None
 
+    @classmethod
+    def per_token(
+        cls, nll_sum: Tensor, n_tokens: Tensor, metrics: dict[str, Tensor] | None = None
+    ) -> LossOutput:
+        """The output of a likelihood loss: ``loss`` is ``nll_sum`` (still on the graph) per target
+        token, a mean over ``n_tokens``, which is also its weight in a split's mean."""
+        return cls(
+            loss=nll_sum / n_tokens.clamp_min(1),
+            n_tokens=n_tokens,
+            nll_sum=nll_sum.detach(),
+            metrics=metrics or {},
+            loss_weight=n_tokens,
+        )
+
     def eval_weight(self, batch_size: int) -> Tensor | int:
         """This batch's weight in a split's mean loss: ``loss_weight``, else ``batch_size``."""
         return batch_size if self.loss_weight is None else self.loss_weight
@@ -216,6 +230,15 @@ class Loss(Protocol):
 
 @runtime_checkable
 class Predictor(Protocol):
+    """Decodes prompts. Two optional class attributes (plugin API 1.1) tell evaluation more:
+
+    ``continues_prompts: bool`` (absent: True): False says the predictor samples unconditionally
+    only, so evaluation that continues prompts (BrierLM, ``--prefix-len``) refuses the family.
+    ``left_to_right: bool`` (absent: False): True promises that ``max_new_tokens`` only stops a
+    row (its first k tokens are the same under any budget of at least k), so rows that need
+    different budgets may share a call (the conformance kit checks the promise).
+    """
+
     def step_budget(self, settings: Any) -> int:
         """The most decoding steps ``predict`` may take for one row under ``settings``."""
         ...
@@ -254,6 +277,9 @@ def contract_violation(kind: str, obj: Any) -> str | None:
             return "must define predict(model, prompts, *, settings, seeds, record_steps=False)"
         if not callable(getattr(obj, "step_budget", None)):
             return "must define step_budget(settings) -> int"
+        for flag, default in (("continues_prompts", True), ("left_to_right", False)):
+            if not isinstance(getattr(obj, flag, default), bool):
+                return f"{flag} must be a bool (True or False)"
     try:
         params = [
             p

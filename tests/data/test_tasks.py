@@ -97,6 +97,7 @@ def test_built_ins_are_listed(empty_registry):
         ("star-medium", "prompted", "built-in"),
         ("star-hard", "prompted", "built-in"),
         ("text", "text", "built-in"),
+        ("distilled", None, "built-in"),
     ]
     assert all(t.description for t in list_tasks())
 
@@ -109,7 +110,7 @@ def test_built_in_tasks_satisfy_the_protocol(empty_registry):
 def test_unknown_task_suggests_the_closest(empty_registry):
     with pytest.raises(
         XLMUserError,
-        match=r"unknown task 'star-eazy' \(known: star-easy, .*text\); did you mean 'star-easy'\?",
+        match=r"unknown task 'star-eazy' \(known: star-easy, .*text, distilled\); did you mean 'star-easy'\?",
     ):
         build_task(TaskConfig(name="star-eazy"))
     with pytest.raises(XLMUserError, match=r"unknown task 'qqqq' \(known: [^)]*\)$"):

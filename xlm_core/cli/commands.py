@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     from xlm_core.cli import tasks
 
     tasks.register(app)
-    from xlm_core.cli import eval, generate, train
+    from xlm_core.cli import distill, eval, generate, train
 
-    for module in (train, generate, eval):
+    for module in (train, generate, eval, distill):
         module.register(app)

@@ -88,18 +88,29 @@ def _print_samples(pipeline, results, show_steps: bool) -> None:
 def open_checkpoint(checkpoint: Path, sets: list[str] | None, device: str | None = None):
     """Check the checkpoint and the ``--set predictor.*`` overrides, then load onto ``device``
     (only then is torch imported)."""
+    record, family, overrides = read_checkpoint(checkpoint, sets)
+    return load_pipeline(record, family, overrides, device), overrides
+
+
+def read_checkpoint(checkpoint: Path, sets: list[str] | None):
+    """The checkpoint's record (the one read of config.json), its installed family and the checked
+    ``--set predictor.*`` overrides; torch-free, so a command can check more before loading."""
     from xlm_core.checkpoint import CheckpointRecord, find_checkpoint
     from xlm_core.config import parse_section_sets
 
-    record = CheckpointRecord.read(find_checkpoint(checkpoint))  # the one read of config.json
+    record = CheckpointRecord.read(find_checkpoint(checkpoint))
     family = record.family()
     overrides = parse_section_sets(sets or [], family.manifest.predictor_settings, "predictor")
+    return record, family, overrides
 
+
+def load_pipeline(record, family, overrides: dict, device: str | None = None):
+    """The pipeline of a checkpoint :func:`read_checkpoint` checked, its settings validated."""
     from xlm_core.pipeline import Pipeline
 
     pipeline = Pipeline.from_checkpoint(record, family=family, device=device)
     pipeline.settings(**overrides)  # cross-field checks (e.g. min <= max) before any sampling
-    return pipeline, overrides
+    return pipeline
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ is checked before any work starts; a mistake is one line naming the key path and
 for a misspelt key, the closest valid one.
 
 - ``schema``: ``RunConfig`` and its training and eval sections;
-- ``task``: the task section, one record per kind of task (star, text, plugin);
+- ``task``: the task section, one record per kind of task (star, text, distilled, plugin);
 - ``layers``: resolution (defaults, preset, file, ``--set``) and preset checks;
 - ``keys``: key checking and ``--set`` parsing, with one-line errors;
 - ``files``: reading config files and printing a resolved config;
@@ -34,9 +34,11 @@ from xlm_core.config.schema import (
     run_config_class,
 )
 from xlm_core.config.task import (
+    DISTILLED_TASK,
     STAR_TASKS,
     TEXT_TASK,
     AnyTaskConfig,
+    DistilledTaskConfig,
     PluginTaskConfig,
     StarTaskConfig,
     TaskConfig,
@@ -46,12 +48,14 @@ from xlm_core.config.task import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "DISTILLED_TASK",
     "FIXED_ON_RESUME",
     "PRESET_SECTIONS",
     "RESUMABLE_SECTIONS",
     "STAR_TASKS",
     "TEXT_TASK",
     "AnyTaskConfig",
+    "DistilledTaskConfig",
     "EvalConfig",
     "PluginTaskConfig",
     "RunConfig",

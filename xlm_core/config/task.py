@@ -2,8 +2,9 @@
 
 ``name`` is the one key a user picks a task with, so it also picks the record:
 a built-in star task (``star-easy``, ``star-medium``, ``star-hard``) gets
-:class:`StarTaskConfig`, ``text`` gets :class:`TextTaskConfig` and any other name
-(a task a plugin contributes) gets :class:`PluginTaskConfig`. :data:`AnyTaskConfig`
+:class:`StarTaskConfig`, ``text`` gets :class:`TextTaskConfig`, ``distilled`` (a
+teacher's outputs written by ``xlm distill``) gets :class:`DistilledTaskConfig` and
+any other name (a task a plugin contributes) gets :class:`PluginTaskConfig`. :data:`AnyTaskConfig`
 is that union as a pydantic field type; ``TaskConfig(name=..., ...)`` builds the
 record the name selects.
 
@@ -25,6 +26,7 @@ from xlm_core.plugins.settings import StrictModel
 StarTaskName = Literal["star-easy", "star-medium", "star-hard"]
 STAR_TASKS: tuple[str, ...] = typing.get_args(StarTaskName)
 TEXT_TASK = "text"
+DISTILLED_TASK = "distilled"
 DEFAULT_TASK = "star-easy"
 
 #: The fields of the flat task record and their defaults, as saved before the split.
@@ -52,7 +54,8 @@ class TaskConfig(StrictModel):
 
     kind: ClassVar[str] = ""
     name: str = Field(
-        DEFAULT_TASK, description="Task name: star-easy, star-medium, star-hard, text, or a plugin task."
+        DEFAULT_TASK,
+        description="Task name: star-easy, star-medium, star-hard, text, distilled, or a plugin task.",
     )
 
     def __new__(cls, *args: Any, **data: Any) -> TaskConfig:
@@ -86,7 +89,9 @@ class TextTaskConfig(TaskConfig):
     dataset_config: str | None = Field(None, description="The dataset's configuration name.")
     text_field: str = Field("text", description="The column holding the text.")
     tokenizer: str | None = Field(
-        None, description="A tokenizers JSON file; default: train a BPE tokenizer on the corpus."
+        None,
+        description="A tokenizers JSON file or a Hugging Face Hub name (bert-base-uncased, gpt2); "
+        "default: train a BPE tokenizer on the corpus.",
     )
     vocab_size: int = Field(4096, ge=64, description="Vocabulary size of a locally trained tokenizer.")
     block_size: int = Field(128, ge=8, description="Sequence length after truncation or packing.")
@@ -95,6 +100,14 @@ class TextTaskConfig(TaskConfig):
         0.05, gt=0.0, lt=1.0, description="Share held out when the source has one split only."
     )
     cache_dir: str | None = Field(None, description="Where prepared Arrow data is cached; default ~/.cache/xlm.")
+
+
+class DistilledTaskConfig(TaskConfig):
+    """A teacher's outputs written by ``xlm distill``; validation and test are the original task's."""
+
+    kind: ClassVar[str] = "distilled"
+    name: Literal["distilled"] = Field(DISTILLED_TASK, description="The distilled task.")
+    path: str | None = Field(None, description="The directory `xlm distill --out DIR` wrote.")
 
 
 class PluginTaskConfig(TaskConfig):
@@ -108,19 +121,20 @@ class PluginTaskConfig(TaskConfig):
 TASK_KINDS: dict[str, type[TaskConfig]] = {
     "star": StarTaskConfig,
     "text": TextTaskConfig,
+    "distilled": DistilledTaskConfig,
     "plugin": PluginTaskConfig,
 }
 
 
 def task_kind(value: Any) -> str:
-    """``star``, ``text`` or ``plugin``: the kind of task a task record or mapping names."""
+    """``star``, ``text``, ``distilled`` or ``plugin``: the kind of task a record or mapping names."""
     if isinstance(value, dict):
         name = value.get("name", DEFAULT_TASK)
     else:
         name = getattr(value, "name", DEFAULT_TASK)
     if name in STAR_TASKS:
         return "star"
-    return "text" if name == TEXT_TASK else "plugin"
+    return {TEXT_TASK: "text", DISTILLED_TASK: "distilled"}.get(name, "plugin")
 
 
 def task_config_class(name: Any) -> type[TaskConfig]:
@@ -132,6 +146,7 @@ def task_config_class(name: Any) -> type[TaskConfig]:
 AnyTaskConfig = Annotated[
     Annotated[StarTaskConfig, Tag("star")]
     | Annotated[TextTaskConfig, Tag("text")]
+    | Annotated[DistilledTaskConfig, Tag("distilled")]
     | Annotated[PluginTaskConfig, Tag("plugin")],
     Discriminator(task_kind),
 ]

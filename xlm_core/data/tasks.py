@@ -15,7 +15,14 @@ from typing import Literal, Protocol, runtime_checkable
 import attrs
 
 from xlm_core.components import DataShape, Example, Split
-from xlm_core.config import TEXT_TASK, StarTaskConfig, TaskConfig, TextTaskConfig
+from xlm_core.config import (
+    DISTILLED_TASK,
+    TEXT_TASK,
+    DistilledTaskConfig,
+    StarTaskConfig,
+    TaskConfig,
+    TextTaskConfig,
+)
 from xlm_core.data.star import STAR_SPECS, StarTask
 from xlm_core.data.tokenizers import Tokenizer
 from xlm_core.errors import PluginError, XLMUserError
@@ -26,6 +33,7 @@ BUILT_IN = "built-in"
 TEXT_DESCRIPTION = (
     "language modelling on a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset"
 )
+DISTILLED_DESCRIPTION = "a teacher's outputs written by `xlm distill` (task.path=DIR); the original task's validation/test"
 
 
 @runtime_checkable
@@ -57,7 +65,12 @@ class TaskInfo:
 
 def _built_in_infos() -> list[TaskInfo]:
     stars = [TaskInfo(s.name, "prompted", s.description, BUILT_IN) for s in STAR_SPECS.values()]
-    return [*stars, TaskInfo(TEXT_TASK, "text", TEXT_DESCRIPTION, BUILT_IN)]
+    return [
+        *stars,
+        TaskInfo(TEXT_TASK, "text", TEXT_DESCRIPTION, BUILT_IN),
+        # prompted or text: the kind of the task the teacher was trained on
+        TaskInfo(DISTILLED_TASK, None, DISTILLED_DESCRIPTION, BUILT_IN),
+    ]
 
 
 def _plugin_tasks() -> dict[str, list[tuple[str, object]]]:
@@ -94,6 +107,10 @@ def build_task(config: TaskConfig, *, tokenizer_path: str | Path | None = None) 
         from xlm_core.data.text import TextTask
 
         return TextTask(config, tokenizer_path=tokenizer_path)
+    if isinstance(config, DistilledTaskConfig):
+        from xlm_core.data.distilled import DistilledTask
+
+        return DistilledTask(config, tokenizer_path=tokenizer_path)
     name = config.name
     providers = _plugin_tasks().get(name)
     if not providers:

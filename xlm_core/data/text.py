@@ -13,7 +13,8 @@ name/config), the tokenizer's content, ``block_size``, ``pack`` and the hold-out
 Reading examples memory-maps the Arrow files, so corpora larger than RAM work.
 
 Tokenizer: ``tokenizer_path`` (a saved run's tokenizer) if given, else
-``TextTaskConfig.tokenizer``, else a byte-level BPE trained on the training split
+``TextTaskConfig.tokenizer`` (a file, or a Hugging Face Hub name such as
+``bert-base-uncased``), else a byte-level BPE trained on the training split
 (cached under ``cache_dir/text/tokenizer-<key>``).
 """
 
@@ -71,7 +72,7 @@ class TextTask:
         if tokenizer_path is not None:
             self.tokenizer = Tokenizer.from_file(tokenizer_path)
         elif config.tokenizer is not None:
-            self.tokenizer = Tokenizer.from_file(config.tokenizer, add_special_tokens=True)
+            self.tokenizer = Tokenizer.from_setting(config.tokenizer)
         else:
             self.tokenizer = self._trained_tokenizer()
         self._examples: dict[str, TokenBlocks] = {}

@@ -2,8 +2,11 @@
 
 Every tokenizer xlm creates puts ``[PAD] [MASK] [BOS] [EOS] [CLS]`` at ids 0..4;
 a tokenizer loaded from a file may hold them at other ids, so code reads the ids
-from :attr:`Tokenizer.vocab` and never hard-codes them. A tokenizer is stored as
-one ``tokenizer.json`` file, the format ``tokenizers`` reads everywhere.
+from :attr:`Tokenizer.vocab` and never hard-codes them. A file that lacks xlm's
+name for a role may fill it with a special token of its own (:data:`ROLE_ALIASES`:
+BERT's ``[SEP]`` or GPT-2's ``<|endoftext|>`` ends a sequence). A tokenizer is
+stored as one ``tokenizer.json`` file, the format ``tokenizers`` reads everywhere;
+one can also come from the Hugging Face Hub by name (:meth:`Tokenizer.from_pretrained`).
 """
 
 from __future__ import annotations
@@ -24,20 +27,36 @@ TOKENIZER_FILE = "tokenizer.json"
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]", "[CLS]")
 #: Byte-level BPE starts from all 256 bytes so that any text round-trips exactly.
 _BYTE_ALPHABET = pre_tokenizers.ByteLevel.alphabet()
+#: Other names a tokenizer may give a role, tried in order when it lacks xlm's own name. Only
+#: tokens the file marks *special* count, so a vocabulary word that reads "</s>" never becomes EOS.
+#: BOS and EOS stay distinct even where a tokenizer uses one token for both (GPT-2): families ban
+#: BOS from generated text and stop at EOS, so one id cannot be both.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "[PAD]": ("<pad>", "<|pad|>"),
+    "[MASK]": ("<mask>",),
+    "[BOS]": ("<s>", "<bos>", "<|begin_of_text|>"),
+    "[EOS]": ("[SEP]", "</s>", "<eos>", "<|endoftext|>", "<|end_of_text|>"),
+    "[CLS]": ("<cls>",),
+}
 
 
 class Tokenizer:
     """Text <-> token ids, with the special token ids exposed as a :class:`Vocab`."""
 
     def __init__(self, backend: HFTokenizer, *, origin: str = "tokenizer"):
-        missing = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
+        roles = special_tokens_of(backend)
+        missing = [role for role, token in roles.items() if token is None]
         if missing:
             raise XLMUserError(
                 f"{origin}: tokenizer lacks the special tokens {', '.join(missing)} "
                 f"(xlm needs all of {' '.join(SPECIAL_TOKENS)}; see docs/tasks.md)"
             )
         self.backend = backend
-        pad, mask, bos, eos, cls = (backend.token_to_id(t) for t in SPECIAL_TOKENS)
+        #: xlm's name of each role -> the token that fills it in this tokenizer (e.g. [EOS] -> [SEP]).
+        self.special_tokens: dict[str, str] = roles  # type: ignore[assignment]
+        pad, mask, bos, eos, cls = (backend.token_to_id(roles[t]) for t in SPECIAL_TOKENS)
+        if len({pad, mask, bos, eos, cls}) < len(SPECIAL_TOKENS):
+            raise XLMUserError(f"{origin}: two special tokens share an id ({roles})")
         # The largest id, not get_vocab_size(): a file may leave holes or add tokens past the model vocab.
         size = max(backend.get_vocab(with_added_tokens=True).values()) + 1
         self.vocab = Vocab(size=size, pad_id=pad, mask_id=mask, bos_id=bos, eos_id=eos, cls_id=cls)
@@ -90,8 +109,9 @@ class Tokenizer:
         """Load ``tokenizer.json`` (a file, or a directory holding one).
 
         A missing or unreadable file, or one without the special tokens, is a one-line
-        :class:`XLMUserError` naming the file. ``add_special_tokens=True`` appends any
-        missing special token instead, for bringing an existing tokenizer (e.g. GPT-2's).
+        :class:`XLMUserError` naming the file. ``add_special_tokens=True`` appends xlm's
+        token for every role the file fills neither by name nor by an alias
+        (:data:`ROLE_ALIASES`), for bringing an existing tokenizer (e.g. GPT-2's).
         """
         file = Path(path)
         if file.is_dir():
@@ -104,10 +124,35 @@ class Tokenizer:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise XLMUserError(f"{file}: not a valid tokenizers JSON file ({reason})") from None
         if add_special_tokens:
-            backend.add_special_tokens(
-                [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
-            )
+            roles = special_tokens_of(backend)
+            backend.add_special_tokens([role for role, token in roles.items() if token is None])
         return cls(backend, origin=str(file))
+
+    @classmethod
+    def from_pretrained(cls, name: str) -> Tokenizer:
+        """The ``tokenizer.json`` of the Hugging Face Hub repository ``name`` (``bert-base-uncased``,
+        ``gpt2``), through ``huggingface_hub``'s cache (``HF_HUB_OFFLINE=1`` reads only the cache),
+        with missing roles appended as in :meth:`from_file`."""
+        from huggingface_hub import hf_hub_download
+
+        try:
+            file = hf_hub_download(repo_id=name, filename=TOKENIZER_FILE)
+        except Exception as exc:  # offline, unknown repository, no tokenizer.json, bad name
+            raise XLMUserError(
+                f"tokenizer {name!r} is neither a local file nor loadable from the Hugging Face Hub "
+                f"({_first_line(exc)})"
+            ) from None
+        return cls.from_file(file, add_special_tokens=True)
+
+    @classmethod
+    def from_setting(cls, value: str | os.PathLike[str]) -> Tokenizer:
+        """``task.tokenizer``: a tokenizers JSON file (or a folder holding one) when it exists or
+        reads as a path (``.json``, or starting with ``.``, ``/`` or ``~``, which no Hub name
+        does), else the name of a tokenizer on the Hugging Face Hub."""
+        path = Path(value).expanduser()
+        if path.exists() or path.suffix == ".json" or str(value).startswith((".", "/", "~")):
+            return cls.from_file(path, add_special_tokens=True)
+        return cls.from_pretrained(str(value))
 
     # -- use -------------------------------------------------------------------------------
 
@@ -155,3 +200,21 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(size={self.vocab.size}, model={type(self.backend.model).__name__})"
+
+
+def special_tokens_of(backend: HFTokenizer) -> dict[str, str | None]:
+    """xlm's name of each role -> the token of ``backend`` that fills it: the same name, else the
+    first of its :data:`ROLE_ALIASES` that ``backend`` holds as a special token; None if neither."""
+    special = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
+    roles: dict[str, str | None] = {}
+    for role in SPECIAL_TOKENS:
+        if backend.token_to_id(role) is not None:
+            roles[role] = role
+        else:
+            roles[role] = next((a for a in ROLE_ALIASES[role] if a in special), None)
+    return roles
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

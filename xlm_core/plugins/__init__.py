@@ -11,7 +11,10 @@ from xlm_core.plugins.settings import (
     ConfidenceKind,
     ConfidenceSettings,
     FamilyConfig,
+    MaskedDiffusionConfig,
+    NelboEstimator,
     PredictorSettings,
+    ScheduleName,
     StrictModel,
 )
 
@@ -24,9 +27,12 @@ __all__ = [
     "Family",
     "FamilyConfig",
     "FamilyManifest",
+    "MaskedDiffusionConfig",
+    "NelboEstimator",
     "PluginRecord",
     "PredictorSettings",
     "Registry",
+    "ScheduleName",
     "StrictModel",
     "TaskRef",
     "get_registry",

@@ -29,7 +29,4 @@ class ARLMLoss:
         # a block of rows at a time so that no float32 copy of the whole logits is ever made
         nll_sum = token_nll(logits, batch.targets).sum()
         n_tokens = (batch.targets != IGNORE_INDEX).sum()
-        loss = nll_sum / n_tokens.clamp_min(1)
-        return LossOutput(
-            loss=loss, n_tokens=n_tokens, nll_sum=nll_sum.detach(), loss_weight=n_tokens
-        )
+        return LossOutput.per_token(nll_sum, n_tokens)

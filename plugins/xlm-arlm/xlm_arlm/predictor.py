@@ -31,6 +31,10 @@ class ARLMPredictor:
     prefix; the tokens are the same, the cost grows with the square of the length.
     """
 
+    #: max_new_tokens only stops a row: its first k tokens are the same under any budget >= k,
+    #: so evaluation may decode rows that need different budgets in one call (plugin API 1.1)
+    left_to_right = True
+
     def __init__(self, config: ARLMConfig, vocab: Vocab, shape: DataShape):
         self.config, self.vocab, self.shape = config, vocab, shape
 

@@ -1,0 +1,171 @@
+"""Distillation from an autoregressive teacher: MLM and MDLM trained on its outputs vs on the data.
+
+Sequence-level knowledge distillation (Kim & Rush 2016) is the standard way to train
+mask-predict models (Ghazvininejad et al. 2019): the student learns the teacher's
+one mode per input instead of every mode of the data. For each task:
+
+1. train an ARLM teacher;
+2. ``xlm distill`` its outputs: star-easy, its greedy answer to every training prompt;
+   text, unconditional samples (as many as the corpus has training blocks, or
+   ``--text-samples``);
+3. train MLM and MDLM with the same preset and steps twice, on the original task and on
+   ``--task distilled``;
+4. ``xlm eval --split test`` every model. Both arms are measured on the original test
+   split (the distilled task keeps it): sequence and token accuracy (star), per-token
+   NLL (bound) and perplexity (text), and forward passes per sample (nfe).
+
+Star-easy uses the ``star`` preset (docs/benchmarks.md); text the ``tiny`` preset for
+``--text-steps`` steps on ``--corpus`` (the Python documentation by default,
+benchmarks/python_docs_corpus.py). A finished run in ``--work`` is reused.
+
+    python benchmarks/distill.py [--tasks star-easy,text] [--corpus python-docs] [--limit 1000]
+                                 [--text-steps 3000] [--quick] [--out FILE]
+
+``--quick`` trains 20 steps of ``tiny`` everywhere, distils 256 examples and evaluates 32,
+all in a temporary directory: a smoke run, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _corpus import add_corpus_argument, corpus_task
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
+STUDENTS = ("mlm", "mdlm")
+XLM = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
+
+
+def xlm(*args: str) -> str:
+    """Run ``xlm ARGS`` (its progress on our stderr) and return what it printed on stdout."""
+    print("$ xlm " + " ".join(args), file=sys.stderr, flush=True)
+    return subprocess.run([XLM, *args], check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+def sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def train(plugin: str, run_dir: Path, task: list[str], setting: dict[str, Any], quick: bool) -> Path:
+    """The final checkpoint of ``plugin`` trained on ``task`` in ``run_dir`` (reused when finished)
+    with the preset and steps of ``setting``."""
+    final = run_dir / "final"
+    if not (final / "model.safetensors").is_file():
+        budget = ["--max-steps", str(setting["steps"])] if setting["steps"] else []
+        light = sets(["eval.val_predict_limit=8"]) if quick else []
+        xlm("train", "--plugin", plugin, "--preset", setting["preset"], *task, *budget, *light,
+            "--out", str(run_dir), "--overwrite")  # fmt: skip
+    return final
+
+
+def evaluate(checkpoint: Path, limit: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    metrics = json.loads(xlm("eval", "--checkpoint", str(checkpoint), "--split", "test",
+                             "--limit", str(limit), "--json"))  # fmt: skip
+    return {**metrics, "eval_seconds": time.perf_counter() - start}
+
+
+def distill(teacher: Path, task: str, out: Path, limit: int | None, greedy: bool) -> dict[str, Any]:
+    if not (out / "distilled.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted earlier attempt
+        extra = (["--limit", str(limit)] if limit else []) + (sets(["predictor.temperature=0"]) if greedy else [])
+        xlm("distill", "--teacher", str(teacher), "--task", task, "--out", str(out), *extra)
+    return json.loads((out / "distilled.json").read_text())
+
+
+def task_settings(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """How one benchmark task is trained: its ``xlm train`` task arguments, steps and distillation."""
+    if name == "star-easy":
+        return {"task": ["--task", "star-easy"], "preset": "tiny" if args.quick else "star",
+                "steps": 20 if args.quick else None, "limit": 256 if args.quick else None,
+                "greedy": True}  # fmt: skip
+    text = ["task.vocab_size=4096", "task.block_size=128", f"task.cache_dir={args.work / 'cache'}"]
+    return {"task": ["--task", "text", *sets([*corpus_task(args.corpus), *text])], "preset": "tiny",
+            "steps": 20 if args.quick else args.text_steps,
+            "limit": 64 if args.quick else args.text_samples, "greedy": False}  # fmt: skip
+
+
+def run_task(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Teacher, distilled data, and the four students of one task: one row per model."""
+    setting, root = task_settings(name, args), args.work / name
+    teacher = train("arlm", root / "teacher-arlm", setting["task"], setting, args.quick)
+    record = distill(teacher, name, root / "distilled", setting["limit"], setting["greedy"])
+    rows = [{**evaluate(teacher, args.limit), "task": name, "model": "arlm", "data": "original (teacher)"}]
+    arms = {"original": setting["task"], "distilled": ["--task", "distilled", *sets([f"task.path={root / 'distilled'}"])]}
+    for plugin in STUDENTS:
+        for arm, task in arms.items():
+            final = train(plugin, root / f"{plugin}-{arm}", task, setting, args.quick)
+            rows.append({**evaluate(final, args.limit), "task": name, "model": plugin, "data": arm})
+    for row in rows:
+        row["distilled_examples"] = record["examples"]
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The markdown table docs/benchmarks.md quotes."""
+    lines = ["| task | model | trained on | seq acc | token acc | NLL | ppl | nfe |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [_cell(r.get(k)) for k in ("seq_acc", "token_acc", "nll", "ppl", "nfe")]
+        lines.append(f"| {r['task']} | {r['model']} | {r['data']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="star-easy,text", help="comma-separated: star-easy, text")
+    add_corpus_argument(parser, default="python-docs")
+    parser.add_argument("--limit", type=int, default=1000, help="test examples evaluated per model")
+    parser.add_argument("--text-steps", type=int, default=3000, help="training steps of every text model")
+    parser.add_argument("--text-samples", type=int, default=None,
+                        help="teacher samples for text (default: as many as the corpus has training blocks)")
+    parser.add_argument("--work", type=Path, help="runs and data, reused when finished "
+                        "(default: runs/bench-distill; with --quick a temporary directory)")
+    parser.add_argument("--quick", action="store_true", help="20 steps of tiny, 256 examples, temp dir")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    unknown = set(filter(None, args.tasks.split(","))) - {"star-easy", "text"}
+    if unknown:
+        parser.error(f"--tasks: unknown {', '.join(sorted(unknown))}; choose from star-easy, text")
+    if args.quick:  # never overwrite measured results with a smoke run
+        scratch = Path(tempfile.mkdtemp(prefix="xlm-distill-bench-"))
+        args.work, args.out, args.limit = args.work or scratch / "work", scratch / args.out.name, 32
+    args.work = args.work or ROOT / "runs" / "bench-distill"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    start, rows = time.perf_counter(), []
+    for name in filter(None, args.tasks.split(",")):
+        rows += run_task(name, args)
+    report = {
+        "benchmark": "distill",
+        "quick": args.quick,
+        "corpus": args.corpus if "text" in args.tasks else None,
+        "limit": args.limit,
+        "minutes": (time.perf_counter() - start) / 60,
+        "platform": platform.platform(),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(rows))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
