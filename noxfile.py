@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-PLUGINS = ("arlm", "mdlm", "mlm", "ilm")
+PLUGINS = ("arlm", "mdlm", "mlm", "ilm", "bdlm")
 CONSTRAINTS = ("-c", "constraints.txt")
 nox.options.sessions = ["lint", "tests"]
 
@@ -43,5 +43,7 @@ def bench(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "-e", ".[dev]", *[a for p in PLUGINS for a in ("-e", f"plugins/xlm-{p}")])
     tmp = session.create_tmp()
     session.run("python", "benchmarks/cli_startup.py", "--out", f"{tmp}/cli_startup.json")
-    for name in ("generate_throughput", "train_throughput", "mdlm_samplers", "mlm_decoding", "ilm_insertion"):
+    for name in (
+        "generate_throughput", "train_throughput", "mdlm_samplers", "mlm_decoding", "ilm_insertion", "bdlm_conversion"
+    ):
         session.run("python", f"benchmarks/{name}.py", "--quick", "--out", f"{tmp}/{name}.json")

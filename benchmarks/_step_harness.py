@@ -34,9 +34,10 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def run_config(name: str, corpus: Path, cache: Path, batch_size: int = 64) -> Any:
+def run_config(name: str, corpus: list[str], cache: Path, batch_size: int = 64) -> Any:
+    """``corpus``: the ``task.*`` settings that read the text corpus (``_corpus.corpus_task``)."""
     plugin, sets = SCENARIOS[name]
-    extra = [f"task.path={corpus}", f"task.cache_dir={cache}"] if name == "text" else []
+    extra = [*corpus, f"task.cache_dir={cache}"] if name == "text" else []
     return resolve_run_config(
         plugin, preset="tiny", sets=[*sets, *extra, f"training.batch_size={batch_size}"]
     )

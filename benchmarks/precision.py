@@ -12,9 +12,10 @@ CPU with AMX or AVX512-BF16, fp32 elsewhere) with `training.precision=32` in one
 * loss parity: the same training (same seed, same batches) in each precision, and the
   validation loss after the same number of steps (goal: within 2%).
 
-The text corpus is prepared from Debian-shipped text by benchmarks/text_corpus.py.
+The text corpus is Debian-shipped text (benchmarks/text_corpus.py) unless ``--corpus`` names
+another (``python-docs``: benchmarks/python_docs_corpus.py, or a file or folder).
 
-    python benchmarks/precision.py [--repeats 3] [--parity-steps 300] [--quick] [--out FILE]
+    python benchmarks/precision.py [--repeats 3] [--parity-steps 300] [--corpus C] [--quick] [--out FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from text_corpus import prepare_corpus  # noqa: E402
+from _corpus import add_corpus_argument, corpus_task  # noqa: E402
 
 from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.devices import cpu_native_bf16  # noqa: E402
@@ -46,10 +47,10 @@ REFERENCE = ["model.d_model=384", "model.n_layers=4", "model.n_heads=6", "model.
 GOALS = {"reference_step": 0.40, "text_step": 0.50, "sampling": 1.5, "parity": 0.02}
 
 
-def text_task(corpus: Path, cache: Path) -> list[str]:
+def text_task(corpus: list[str], cache: Path) -> list[str]:
     return [
         "task.name=text",
-        f"task.path={corpus}",
+        *corpus,
         "task.vocab_size=4096",
         "task.block_size=128",
         f"task.cache_dir={cache}",
@@ -155,11 +156,12 @@ def main() -> None:
     parser.add_argument("--parity-steps", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    add_corpus_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.steps, args.parity_steps = 1, 3, 6
     cache = Path(tempfile.mkdtemp(prefix="xlm-precision-cache-"))
-    text = text_task(prepare_corpus(), cache)
+    text = text_task(corpus_task(args.corpus), cache)
     load = os.getloadavg()
 
     report = {"benchmark": "precision", "native_bf16": cpu_native_bf16(), "goals": GOALS}

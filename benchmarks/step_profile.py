@@ -4,7 +4,8 @@ Steps profiled (batch 64, the tiny preset unless said):
 
 * ``tiny-arlm``, ``tiny-mdlm``, ``tiny-mlm``, ``tiny-ilm``: the default ``xlm train --plugin X``, star-easy;
 * ``reference``: ARLM with d_model 384, 4 layers, 6 heads, dropout 0.1, star-easy;
-* ``text``: the tiny ARLM on a Debian-text corpus (benchmarks/text_corpus.py), BPE vocabulary 4,096,
+* ``text``: the tiny ARLM on a text corpus (``--corpus``: Debian text from benchmarks/text_corpus.py
+  by default, or the Python documentation, benchmarks/python_docs_corpus.py), BPE vocabulary 4,096,
   blocks of 128.
 
 For each step and precision (fp32, and bf16 autocast where the CPU has native bf16) the
@@ -42,8 +43,8 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the text task's preparation
 
 import torch  # noqa: E402
+from _corpus import add_corpus_argument, corpus_task  # noqa: E402
 from _step_harness import SCENARIOS, Stepper, profile, run_config  # noqa: E402
-from text_corpus import prepare_corpus  # noqa: E402
 
 from xlm_core.devices import cpu_native_bf16  # noqa: E402
 from xlm_core.nn import kv_cache  # noqa: E402
@@ -208,10 +209,10 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help="what to measure, of: " + ", ".join(PARTS))
     parser.add_argument("--pairs", type=int, default=3, help="alternating before/after pairs (the median of their ratios)")
     parser.add_argument("--quick", action="store_true", help="2 steps per measurement (for tests)")
-    parser.add_argument("--corpus", type=Path, default=None, help="the text corpus (default: benchmarks/text_corpus.py's)")
+    add_corpus_argument(parser)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    args.corpus = prepare_corpus(*([args.corpus] if args.corpus else []))
+    args.corpus = corpus_task(args.corpus)  # the task.* settings the text scenario reads it with
     with tempfile.TemporaryDirectory(prefix="xlm-step-profile-") as cache:
         args.cache = Path(cache)
         result = run(args)

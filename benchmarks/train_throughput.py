@@ -122,7 +122,7 @@ def run_bare(config, warmup: int, steps: int) -> Window:
     # The same precision the harness chooses (xlm_core.devices): bf16 autocast where it is native.
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
-        if lightning_precision(training) == "bf16-mixed"
+        if lightning_precision(training, config.model.d_model) == "bf16-mixed"
         else contextlib.nullcontext()
     )
     window = Window(device)

@@ -198,3 +198,29 @@ def clean_env() -> Callable[..., dict[str, str]]:
         return env
 
     return build
+
+
+@pytest.fixture(scope="session")
+def untrained_pipeline() -> Callable[..., Any]:
+    """``make(name, run_config)``: a :class:`~xlm_core.pipeline.Pipeline` on CPU holding a freshly
+    initialised (``torch.manual_seed(0)``) model of family ``name`` and the task of ``run_config``."""
+    from xlm_core.data.tasks import build_task
+    from xlm_core.pipeline import Pipeline
+    from xlm_core.plugins import get_registry
+
+    def make(name: str, run_config: Any) -> Pipeline:
+        task = build_task(run_config.task)
+        family = get_registry().get(name)
+        torch.manual_seed(0)
+        return Pipeline(
+            family=family,
+            run_config=run_config,
+            model=family.component("model")(run_config.model, task.tokenizer.vocab),
+            tokenizer=task.tokenizer,
+            task_kind=task.kind,
+            shape=task.shape,
+            device="cpu",
+            task=task,
+        )
+
+    return make

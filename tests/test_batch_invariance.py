@@ -9,9 +9,10 @@ from xlm_core.plugins.registry import get_registry
 from xlm_core.testing import TINY_SHAPE, TinySetup
 
 # token shift and learned positions are the two inputs that could read padding; ARLM is causal,
-# which rules token shift out
+# and BDLM's blocks are causal across, which rules token shift out
 BACKBONE = {
     "arlm": {"learned_positions": 32},
+    "bdlm": {"learned_positions": 32},
     "mdlm": {"learned_positions": 32, "token_shift": True},
     "mlm": {"learned_positions": 32, "token_shift": True},
     "ilm": {"learned_positions": 32, "token_shift": True},
@@ -20,6 +21,7 @@ BACKBONE = {
 # decodes to its full length alongside rows of other lengths
 SETTINGS = {
     "arlm": {"temperature": 1.0},
+    "bdlm": {"temperature": 1.0},
     "mdlm": {"temperature": 1.0},
     "mlm": {"temperature": 1.0, "strategy": "confidence"},
     "ilm": {"temperature": 1.0, "stop_threshold": 1.0},

@@ -116,7 +116,7 @@ def test_show_json(reference_family, cli):
     }
     settings = {f["field"]: f for f in shown["predictor_settings"]["fields"]}
     assert settings["steps"]["default"] == 8
-    assert set(shown["presets"]) == {"tiny", "small", "star", "demo"}
+    assert set(shown["presets"]) == {"tiny", "small", "star", "lm1b", "owt", "demo"}
 
 
 def test_show_unknown_plugin_is_one_line_exit_2(registry, reference_family, cli):

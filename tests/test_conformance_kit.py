@@ -196,6 +196,10 @@ class GlobalRNGPredictor(_WrappedPredictor):
         return super().predict(model, prompts, seeds=fresh, **kwargs)
 
 
+class FalselyLeftToRightPredictor(_WrappedPredictor):
+    left_to_right = True  # a window decoder's tokens depend on the length budget
+
+
 LOSS, ROUNDTRIP, BATCH = "loss_finite_and_grads", "checkpoint_roundtrip", "batch_invariance"
 BROKEN = [
     # (components replaced, the check that must fail, words in its message, other checks it breaks)
@@ -227,6 +231,12 @@ BROKEN = [
     ),
     ({"predictor": MaskEmittingPredictor}, "predictor_terminates", "special tokens", set()),
     ({"predictor": TooLongPredictor}, "predictor_terminates", "exceed the length budget", set()),
+    (
+        {"predictor": FalselyLeftToRightPredictor},
+        "predictor_terminates",
+        "declares left_to_right = True",
+        set(),
+    ),
     ({"predictor": GlobalRNGPredictor}, "determinism", "same seeds differ", {ROUNDTRIP, BATCH}),
     ({"predictor": SharedSeedPredictor}, BATCH, "its result depends on the batch", set()),
     ({"model": BatchMeanModel}, BATCH, "in the batch but", set()),

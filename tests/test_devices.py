@@ -69,3 +69,18 @@ def test_bf16_is_asked_natively_without_initialising_cuda_here(monkeypatch):
     finally:
         native_bf16.cache_clear()
     assert len(asked) == 1 and "including_emulation=False" in asked[0][2]  # asked once, then kept
+
+
+def test_auto_precision_on_a_cpu_depends_on_native_bf16_and_width(monkeypatch):
+    from xlm_core.devices import CPU_BF16_MIN_WIDTH, inference_autocast
+
+    cpu = TrainingConfig(precision="auto", accelerator="cpu")
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: True)
+    assert resolve_precision(cpu, CPU_BF16_MIN_WIDTH) == "bf16-mixed"
+    assert resolve_precision(cpu, 64) == "32-true"  # narrow: casts cost more than bf16 saves
+    assert isinstance(inference_autocast(torch.device("cpu"), "auto", 384), torch.autocast)
+    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", 64), torch.autocast)
+    assert not isinstance(inference_autocast(torch.device("cpu"), "32", 384), torch.autocast)
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: False)
+    assert resolve_precision(cpu, 384) == "32-true"
+    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", 384), torch.autocast)

@@ -104,18 +104,40 @@ def bf16_native_on(device_type: str, device: torch.device | str = "cuda") -> boo
     return native_bf16(device) if device_type == "cuda" else cpu_native_bf16()
 
 
-def lightning_precision(training: Any) -> str:
-    """Lightning's precision string for ``training.precision``.
+#: On a CPU, models narrower than this stay in fp32 under ``auto``: their steps are made of many
+#: small operations whose dtype casts cost more than the bf16 matrix products save (measured in
+#: benchmarks/precision.py: a 64-wide model steps slower in bf16, a 384-wide one much faster).
+CPU_BF16_MIN_WIDTH = 256
+
+
+def model_width(model_config: Any) -> int | None:
+    """The model's ``d_model``, or None for a plugin whose config has no such field."""
+    width = getattr(model_config, "d_model", None)
+    return width if isinstance(width, int) else None
+
+
+def auto_uses_bf16(
+    device_type: str, width: int | None, device: torch.device | str = "cuda"
+) -> bool:
+    """What ``precision: auto`` means on this device for a model ``width`` wide (None: unknown)."""
+    if not bf16_native_on(device_type, device):
+        return False
+    return device_type == "cuda" or width is None or width >= CPU_BF16_MIN_WIDTH
+
+
+def lightning_precision(training: Any, width: int | None = None) -> str:
+    """Lightning's precision string for ``training.precision`` (``width``: the model's d_model).
 
     ``auto`` is bf16 autocast where the device has native bf16 (a recent GPU, or a CPU
-    with AMX or AVX512-BF16) and fp32 elsewhere. ``bf16-mixed`` asked for on a CPU
-    without native bf16 is refused: emulated bf16 is slower than fp32, never faster.
+    with AMX or AVX512-BF16, for models at least :data:`CPU_BF16_MIN_WIDTH` wide) and fp32
+    elsewhere. ``bf16-mixed`` asked for on a CPU without native bf16 is refused: emulated
+    bf16 is slower than fp32, never faster.
     """
     device_type = training_device_type(training)
     if training.precision == "32":
         return "32-true"
     if training.precision == "auto":
-        return "bf16-mixed" if bf16_native_on(device_type) else "32-true"
+        return "bf16-mixed" if auto_uses_bf16(device_type, width) else "32-true"
     if training.precision == "bf16-mixed" and device_type == "cpu" and not cpu_native_bf16():
         raise XLMUserError(
             "training.precision=bf16-mixed: this CPU has no native bf16 (AMX or AVX512-BF16), so "
@@ -124,9 +146,15 @@ def lightning_precision(training: Any) -> str:
     return training.precision
 
 
-def inference_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for sampling and scoring where the run's precision asks for it and the device has it."""
-    if precision in ("auto", "bf16-mixed") and device.type in ("cuda", "cpu"):
-        if bf16_native_on(device.type, device):
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def inference_autocast(
+    device: torch.device, precision: str, width: int | None = None
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast for sampling and scoring where the run's precision asks for it and it pays."""
+    if device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    bf16 = (
+        auto_uses_bf16(device.type, width, device)
+        if precision == "auto"
+        else precision == "bf16-mixed" and bf16_native_on(device.type, device)
+    )
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()

@@ -12,54 +12,31 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import torch
 
+from xlm_core import evaluation
 from xlm_core.budget import check_sample_count, rows_per_chunk
 from xlm_core.checkpoint import CheckpointRecord, find_checkpoint, load_weights
 from xlm_core.components import DataShape, Example
 from xlm_core.config import override_section
-from xlm_core.data.datamodule import EvalCollate, derived_seed
+from xlm_core.data.datamodule import derived_seed
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
-from xlm_core.devices import inference_autocast, resolve_device
+from xlm_core.devices import inference_autocast, model_width, resolve_device
 from xlm_core.errors import XLMUserError
-from xlm_core.metrics import Totals, mean_length
+from xlm_core.generation import MASK_GLYPH, GenerationResult, resolve_prompts
+from xlm_core.metrics import Totals
+from xlm_core.progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from xlm_core.config import RunConfig
     from xlm_core.data.tasks import Task
+    from xlm_core.judge import JudgeLike
     from xlm_core.plugins.registry import Family
-
-#: Shown in place of a position the model has not decided yet (``--show-steps``).
-MASK_GLYPH = "_"
-
-
-@attrs.frozen
-class GenerationResult:
-    """One sample. ``ids`` are the generated target tokens (no prompt, no EOS).
-
-    ``history`` (with ``record_steps``) is the target after every decoding step,
-    MASK ids marking undecided positions; :meth:`Pipeline.render` draws them.
-    ``reference`` is the task's target when the prompt came from the test split.
-    """
-
-    prompt: str
-    text: str
-    ids: list[int]
-    steps: int
-    nfe: int
-    history: list[list[int]] | None = None
-    reference: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 class Pipeline:
@@ -169,25 +146,15 @@ class Pipeline:
         self._chunk_size(settings, [])  # an impossible length is refused before anything else
         check_sample_count(
             per_prompt * len(prompts) if prompts is not None else (num_samples or 4),
-            self._new_tokens(settings),
+            self.new_tokens(settings),
         )
-        references: list[str | None]
-        if prompts is not None:
-            texts = [p for p in prompts for _ in range(per_prompt)]
-            prompt_ids = [self.tokenizer.encode(p) for p in texts]
-            references = [None] * len(texts)
-        elif self.task_kind == "prompted":
-            examples = list(self.task.examples("test")[: 4 if num_samples is None else num_samples])
-            prompt_ids = [list(e.prompt_ids) for e in examples]
-            texts = [self.tokenizer.decode(p) for p in prompt_ids]
-            references = [self.tokenizer.decode(e.target_ids) for e in examples]
-        else:
-            count = 4 if num_samples is None else num_samples
-            prompt_ids, texts, references = [[] for _ in range(count)], [""] * count, [None] * count
+        prompt_ids, texts, references = resolve_prompts(self, prompts, num_samples)
         seeds = [derived_seed(seed, j) for j in range(len(prompt_ids))]
         results = []
         for j, (ids, steps, nfe, history) in enumerate(
-            self._predict(prompt_ids, seeds, settings, record_steps=record_steps, progress=progress)
+            self.predict_rows(
+                prompt_ids, seeds, settings, record_steps=record_steps, progress=progress
+            )
         ):
             results.append(
                 GenerationResult(
@@ -219,7 +186,7 @@ class Pipeline:
         """
         examples = [self._as_example(x) for x in inputs]
         totals = Totals()
-        self._score_into(totals, examples, progress=progress)
+        evaluation.score_into(self, totals, examples, progress=progress)
         tokens = totals.tokens // self.run_config.model.eval_nll_samples
         return {"n_examples": len(examples), "n_tokens": tokens, **totals.summary(self.nll_kind)}
 
@@ -228,36 +195,49 @@ class Pipeline:
         split: str = "test",
         limit: int | None = None,
         *,
+        judge: JudgeLike | None = None,
+        prefix_len: int | None = None,
         progress: bool = True,
         **settings_overrides: Any,
     ) -> dict[str, Any]:
-        """Likelihood and sampling metrics over the first ``limit`` examples of ``split`` (all when None)."""
+        """Likelihood, task and sample metrics over the first ``limit`` examples of ``split`` (all
+        when None): what ``xlm eval --json`` prints. ``judge`` (a pipeline or a checkpoint path)
+        adds the generative perplexity; ``prefix_len`` samples continuations of test prefixes."""
         settings = self.settings(**settings_overrides)
-        examples = self.task.examples(split)
-        n = len(examples) if limit is None else min(limit, len(examples))
-        if n == 0:
-            raise XLMUserError(
-                f"split {split!r} of task {self.run_config.task.name!r} has no examples"
-            )
-        examples = [examples[i] for i in range(n)]
-        totals = Totals()
-        self._score_into(totals, examples, progress=progress)
-        prompted = self.task_kind == "prompted"
-        prompts = [list(e.prompt_ids) if prompted else [] for e in examples]
-        seeds = [derived_seed(self.run_config.eval.seed, i) for i in range(n)]
-        start = time.perf_counter()
-        outputs = list(self._predict(prompts, seeds, settings, progress=progress))
-        seconds = time.perf_counter() - start
-        for example, (ids, steps, nfe, _) in zip(examples, outputs, strict=True):
-            totals.add_prediction(ids, nfe, steps, list(example.target_ids) if prompted else None)
-        return {
-            "task": self.run_config.task.name,
-            "split": split,
-            "n_examples": n,
-            **totals.summary(self.nll_kind),
-            "samples_per_s": n / seconds if seconds > 0 else None,
-            "data_mean_length": mean_length(e.target_ids for e in examples),
-        }
+        options = {"judge": judge, "prefix_len": prefix_len, "progress": progress}
+        return evaluation.evaluate(self, split, limit, settings, **options)
+
+    def generative_perplexity(
+        self,
+        judge: JudgeLike,
+        split: str = "test",
+        limit: int | None = None,
+        *,
+        prefix_len: int | None = None,
+        progress: bool = False,
+        **settings_overrides: Any,
+    ) -> dict[str, Any]:
+        """``judge``'s perplexity of this model's samples and of the data, with the samples'
+        entropy, distinct-n, length and speed (the sample figures of :meth:`evaluate`)."""
+        settings = self.settings(**settings_overrides)
+        options = {"prefix_len": prefix_len, "progress": progress}
+        return evaluation.generative_perplexity(self, judge, split, limit, settings, **options)
+
+    def brier(
+        self,
+        split: str = "test",
+        limit: int | None = None,
+        *,
+        prefixes: int = 4,
+        progress: bool = False,
+        **settings_overrides: Any,
+    ) -> dict[str, Any]:
+        """Brier-1..4 and BrierLM from two sampled continuations of ``prefixes`` cuts per block
+        (:mod:`xlm_core.brier`); needs a predictor that continues a prompt."""
+        from xlm_core.brier import brier
+
+        settings = self.settings(**settings_overrides)
+        return brier(self, split, limit, settings, prefixes=prefixes, progress=progress)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -273,26 +253,7 @@ class Pipeline:
         prompt, target = item
         return Example(tuple(self.tokenizer.encode(prompt)), tuple(self.tokenizer.encode(target)))
 
-    def _score_into(self, totals: Totals, examples: list[Example], *, progress: bool) -> None:
-        size = self.run_config.eval.batch_size
-        draws = self.run_config.model.eval_nll_samples
-        seed = self.run_config.eval.seed
-        indexed = list(enumerate(examples))
-        with (
-            _seeded(seed),
-            torch.no_grad(),
-            self._autocast(),
-            _bar(draws * len(examples), "nll", progress) as bar,
-        ):
-            for draw in range(draws):
-                collate = EvalCollate(self.collator, seed, draw)
-                for start in range(0, len(indexed), size):
-                    chunk = indexed[start : start + size]
-                    for batch in collate(chunk).to(self.device).parts:
-                        totals.add_loss_output(self.loss(self.model, batch), batch.size)
-                    bar.update(len(chunk))
-
-    def _predict(
+    def predict_rows(
         self,
         prompts: list[list[int]],
         seeds: list[int],
@@ -302,9 +263,14 @@ class Pipeline:
         progress: bool = False,
     ) -> Iterator[tuple[list[int], int, int, list[list[int]] | None]]:
         """(ids, steps, nfe, history) per prompt, decoded in batches of ``eval.batch_size``
-        (fewer when a batch would not fit in memory: samples do not depend on the batch)."""
+        (fewer when a batch would not fit in memory: samples do not depend on the batch).
+        ``settings``: a settings object of the family, already validated."""
         size = self._chunk_size(settings, prompts)
-        with torch.no_grad(), self._autocast(), _bar(len(prompts), "sampling", progress) as bar:
+        with (
+            torch.no_grad(),
+            self.autocast(),
+            progress_bar(len(prompts), "sampling", progress) as bar,
+        ):
             for start in range(0, len(prompts), size):
                 chunk = slice(start, start + size)
                 prediction = self.predictor.predict(
@@ -321,7 +287,7 @@ class Pipeline:
                     yield ids, int(steps[b]), int(nfe[b]), history
                 bar.update(len(sequences))
 
-    def _new_tokens(self, settings: Any) -> int:
+    def new_tokens(self, settings: Any) -> int:
         return settings.max_new_tokens or self.shape.target_length
 
     def _chunk_size(self, settings: Any, prompts: Sequence[Sequence[int]]) -> int:
@@ -330,13 +296,15 @@ class Pipeline:
             self.run_config.model,
             self.vocab.size,
             prompt_length=max([self.shape.prompt_length, *map(len, prompts)]),
-            new_tokens=self._new_tokens(settings),
+            new_tokens=self.new_tokens(settings),
             batch_size=self.run_config.eval.batch_size,
             device=self.device,
         )
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return inference_autocast(self.device, self.run_config.training.precision)
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return inference_autocast(
+            self.device, self.run_config.training.precision, model_width(self.run_config.model)
+        )
 
 
 def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:
@@ -346,30 +314,3 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     ``pip install``; a corrupt or truncated file is named.
     """
     return Pipeline.from_checkpoint(CheckpointRecord.read(find_checkpoint(path)), device=device)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Fix the global RNG for code that draws from it (a loss sampling noise levels), then restore it."""
-    devices = (
-        [torch.cuda.current_device()]
-        if torch.cuda.is_available() and torch.cuda.is_initialized()
-        else []
-    )
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    # disable=None hides the bar when stderr is not a terminal (logs, pipes, tests).
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="ex",
-        leave=False,
-        file=sys.stderr,
-        disable=None if enabled else True,
-    )

@@ -77,7 +77,14 @@ def check_predictor_terminates(setup: TinySetup) -> None:
     # A smaller length budget must be honoured too (unless the caller fixed one).
     if setup.settings.max_new_tokens is None:
         short = setup.settings.model_copy(update={"max_new_tokens": 3})
-        assert_prediction(setup.predict(model, settings=short), setup, short, history=False)
+        cut = setup.predict(model, settings=short)
+        assert_prediction(cut, setup, short, history=False)
+        if getattr(setup.component("predictor"), "left_to_right", False) is True:
+            expect(
+                cut.sequences() == [ids[:3] for ids in pred.sequences()],
+                "the predictor declares left_to_right = True, so max_new_tokens=3 must give the "
+                f"first 3 tokens of each row: {cut.sequences()} vs {pred.sequences()}",
+            )
 
 
 def check_determinism(setup: TinySetup) -> None:
