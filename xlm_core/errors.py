@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 
 class XLMUserError(Exception):
     """Bad input from the user: a flag, config value, file, checkpoint or plugin.
@@ -38,3 +42,32 @@ class TrainingInterrupted(Exception):
 
 class XLMDeprecationWarning(FutureWarning):
     """Something renamed that still works for one release; the CLI shows it as one ``warning:`` line."""
+
+
+#: The release that removes what is renamed in 0.2 (settings keys and Python names alike).
+RENAMED_REMOVED_IN = "0.3.0"
+
+
+def warn_renamed(old: str, new: str, stacklevel: int = 4) -> None:
+    """One :class:`XLMDeprecationWarning`: ``old`` is renamed ``new`` and works until the next minor."""
+    import warnings
+
+    warnings.warn(
+        f"{old} is renamed {new}; the old name works until xlm-core {RENAMED_REMOVED_IN}",
+        XLMDeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def renamed_attributes(module: str, renamed: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that still answers each old name in ``renamed`` (old -> the new
+    object's dotted path), with one warning, until :data:`RENAMED_REMOVED_IN`."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        target_module, _, attribute = renamed[name].rpartition(".")
+        warn_renamed(f"{module}.{name}", renamed[name], stacklevel=3)
+        return getattr(importlib.import_module(target_module), attribute)
+
+    return __getattr__

@@ -27,7 +27,7 @@ from xlm_core.config import override_section
 from xlm_core.data.datamodule import derived_seed
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
 from xlm_core.devices import inference_autocast, model_width, resolve_device
-from xlm_core.errors import XLMUserError
+from xlm_core.errors import XLMUserError, renamed_attributes
 from xlm_core.generation import MASK_GLYPH, GenerationResult, resolve_prompts
 from xlm_core.metrics import Totals
 from xlm_core.progress import progress_bar
@@ -314,3 +314,10 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     ``pip install``; a corrupt or truncated file is named.
     """
     return Pipeline.from_checkpoint(CheckpointRecord.read(find_checkpoint(path)), device=device)
+
+
+#: Names that moved in xlm-core 0.2 still resolve here, with one warning, until 0.3.0.
+__getattr__ = renamed_attributes(
+    __name__,
+    {"native_bf16": "xlm_core.devices.native_bf16", "task_info": "xlm_core.checkpoint.task_info"},
+)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -23,7 +23,12 @@ from torch import Tensor, nn
 from xlm_core import compiling
 from xlm_core.components import Batch, DataShape, Vocab
 from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
+from xlm_core.errors import renamed_attributes
 from xlm_core.metrics import Totals
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xlm_core.config import RunConfig
+    from xlm_core.plugins.registry import Family
 
 # -- optimisation -----------------------------------------------------------------------------
 
@@ -111,7 +116,7 @@ class XLMModule(L.LightningModule):
     """Trains any family: ``loss(model, batch)`` in training, loss + prediction pass in validation."""
 
     def __init__(
-        self, run_config: Any, family: Any, vocab: Vocab, shape: DataShape, task_kind: str
+        self, run_config: RunConfig, family: Family, vocab: Vocab, shape: DataShape, task_kind: str
     ):
         super().__init__()
         config = run_config.model
@@ -224,3 +229,7 @@ class XLMModule(L.LightningModule):
     def _sum_across_processes(self, numbers: list[float]) -> list[float]:
         packed = torch.tensor(numbers, dtype=torch.float64, device=self.device)
         return self.trainer.strategy.reduce(packed, reduce_op="sum").tolist()
+
+
+#: Names that moved in xlm-core 0.2 still resolve here, with one warning, until 0.3.0.
+__getattr__ = renamed_attributes(__name__, {"resolve_precision": "xlm_core.devices.lightning_precision"})

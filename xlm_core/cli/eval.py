@@ -12,6 +12,7 @@ import typer
 from xlm_core.cli._common import CheckpointOption, DeviceOption, PredictorSetsOption, print_json
 from xlm_core.cli.generate import open_checkpoint
 from xlm_core.components import SPLITS
+from xlm_core.errors import renamed_attributes
 
 EPILOG = (
     "Examples:\n\n"
@@ -155,3 +156,7 @@ def _shown(value: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("eval", epilog=EPILOG)(evaluate)
+
+
+#: ``Split`` (now :data:`EvalSplit`) still resolves, with one warning, until xlm-core 0.3.0.
+__getattr__ = renamed_attributes(__name__, {"Split": "xlm_core.cli.eval.EvalSplit"})

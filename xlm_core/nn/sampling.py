@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from xlm_core.errors import renamed_attributes
 from xlm_core.nn.noise import NoiseRows
 from xlm_core.nn.noise import RowNoise as RowNoise  # re-exported: sampling is where predictors look
 from xlm_core.plugins.settings import ConfidenceKind
@@ -26,9 +27,9 @@ from xlm_core.plugins.settings import ConfidenceKind
 #: Per-row noise: a selection of :class:`RowNoise` rows, or one generator per row.
 Streams = NoiseRows | Sequence[torch.Generator]
 
-#: Deprecated alias of :data:`xlm_core.plugins.ConfidenceKind`, the one Literal of confidence
-#: kinds (settings validate against it); removed in xlm-core 0.3.0.
-Confidence = ConfidenceKind
+#: ``Confidence`` (the old name of :data:`xlm_core.plugins.ConfidenceKind`) still resolves,
+#: with one warning, until xlm-core 0.3.0.
+__getattr__ = renamed_attributes(__name__, {"Confidence": "xlm_core.plugins.settings.ConfidenceKind"})
 
 
 def make_generators(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
@@ -111,7 +112,7 @@ def sample(
     return gumbel_argmax(filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p), generators)
 
 
-def confidence(probs: Tensor, kind: Confidence) -> Tensor:
+def confidence(probs: Tensor, kind: ConfidenceKind) -> Tensor:
     """A per-position score where higher means more certain: top probability, top-1 minus top-2, or -entropy."""
     if kind == "top_prob":
         return probs.max(dim=-1).values

@@ -8,23 +8,15 @@ module imports.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from xlm_core.errors import XLMDeprecationWarning
+from xlm_core.errors import RENAMED_REMOVED_IN
+from xlm_core.errors import warn_renamed as warn_renamed  # plugins import it from here
 
 #: The release in which the old spellings of renamed keys stop working.
-RENAMED_KEYS_REMOVED_IN = "0.3.0"
-
-
-def warn_renamed(old: str, new: str) -> None:
-    warnings.warn(
-        f"{old} is renamed {new}; the old name works until xlm-core {RENAMED_KEYS_REMOVED_IN}",
-        XLMDeprecationWarning,
-        stacklevel=4,
-    )
+RENAMED_KEYS_REMOVED_IN = RENAMED_REMOVED_IN
 
 
 class StrictModel(BaseModel):

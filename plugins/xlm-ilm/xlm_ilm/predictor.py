@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from xlm_core.components import DataShape, Prediction, Vocab
+from xlm_core.errors import warn_renamed
 from xlm_core.nn.sampling import NoiseRows, RowNoise, filter_logits, sample
 from xlm_core.predicting import as_settings, predict_preamble
 from xlm_ilm.config import ILMConfig, ILMSettings
@@ -48,6 +49,11 @@ class ILMPredictor:
     def max_new_tokens(self, settings: ILMSettings) -> int:
         """The longest target a row may grow to under ``settings``."""
         return settings.max_new_tokens or self.shape.target_length
+
+    def max_length(self, settings: ILMSettings) -> int:
+        """The old name of :meth:`max_new_tokens`, kept with one warning until xlm-core 0.3.0."""
+        warn_renamed("ILMPredictor.max_length()", "ILMPredictor.max_new_tokens()", stacklevel=3)
+        return self.max_new_tokens(settings)
 
     def step_budget(self, settings: Any) -> int:
         # one insertion per step up to max_new_tokens; a row that stops earlier spends one

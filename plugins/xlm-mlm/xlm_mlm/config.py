@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from xlm_core.errors import renamed_attributes
 from xlm_core.plugins import ConfidenceSettings, FamilyConfig, standard_presets
 
 Sampler = Literal["mask_predict", "confidence", "threshold"]
@@ -47,3 +48,7 @@ class MLMSettings(ConfidenceSettings):
 
 
 PRESETS: dict[str, dict[str, Any]] = standard_presets()
+
+
+#: ``Strategy`` (now :data:`Sampler`) still resolves, with one warning, until xlm-core 0.3.0.
+__getattr__ = renamed_attributes(__name__, {"Strategy": "xlm_mlm.config.Sampler"})
