@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-PLUGINS = ("arlm", "mdlm", "mlm", "ilm", "bdlm")
+PLUGINS = ("arlm", "mdlm", "mlm", "ilm", "bdlm", "calm")
 CONSTRAINTS = ("-c", "constraints.txt")
 nox.options.sessions = ["lint", "tests"]
 
@@ -44,6 +44,7 @@ def bench(session: nox.Session) -> None:
     tmp = session.create_tmp()
     session.run("python", "benchmarks/cli_startup.py", "--out", f"{tmp}/cli_startup.json")
     for name in (
-        "generate_throughput", "train_throughput", "mdlm_samplers", "mlm_decoding", "ilm_insertion", "bdlm_conversion"
+        "generate_throughput", "train_throughput", "mdlm_samplers", "mlm_decoding", "ilm_insertion", "bdlm_conversion",
+        "calm",
     ):
         session.run("python", f"benchmarks/{name}.py", "--quick", "--out", f"{tmp}/{name}.json")

@@ -9,10 +9,11 @@ from xlm_core.plugins.registry import get_registry
 from xlm_core.testing import TINY_SHAPE, TinySetup
 
 # token shift and learned positions are the two inputs that could read padding; ARLM is causal,
-# and BDLM's blocks are causal across, which rules token shift out
+# and BDLM's blocks and CALM's chunks are causal across, which rules token shift out
 BACKBONE = {
     "arlm": {"learned_positions": 32},
     "bdlm": {"learned_positions": 32},
+    "calm": {"learned_positions": 32, "stage": "generator", "latent_size": 8},
     "mdlm": {"learned_positions": 32, "token_shift": True},
     "mlm": {"learned_positions": 32, "token_shift": True},
     "ilm": {"learned_positions": 32, "token_shift": True},
@@ -22,6 +23,7 @@ BACKBONE = {
 SETTINGS = {
     "arlm": {"temperature": 1.0},
     "bdlm": {"temperature": 1.0},
+    "calm": {"temperature": 0.5, "temperature_samples": 8},  # the pool algorithm: more draws per row
     "mdlm": {"temperature": 1.0},
     "mlm": {"temperature": 1.0, "strategy": "confidence"},
     "ilm": {"temperature": 1.0, "stop_threshold": 1.0},

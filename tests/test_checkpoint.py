@@ -64,7 +64,7 @@ def test_layout_and_record(checkpoint, parts):
         "name": "arlm",
         "distribution": "xlm-arlm",
         "version": meta["plugin"]["version"],
-        "api_version": ".".join(xlm_core.PLUGIN_API_VERSION.split(".")[:2]),  # what arlm targets
+        "api_version": "1.1",  # what arlm targets, not the core's newer 1.2
     }
     assert meta["run_config"] == config.dump()
     assert meta["task_info"]["kind"] == "prompted"

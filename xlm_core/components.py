@@ -204,6 +204,10 @@ class Prediction:
     row took. ``nfe`` ``(B,)``: model forward passes each row took part in.
     ``history[b]`` (when ``record_steps``) lists the row's target after every step,
     MASK standing for a position not yet decided.
+
+    ``counters`` (plugin API 1.2, optional) are further per-row counts ``(B,)`` a family
+    reports beside ``nfe``, each under its name: work that is not a forward pass of the
+    model as ``nfe`` counts it (CALM: its decoder's passes). ``xlm generate`` shows them.
     """
 
     ids: Tensor
@@ -211,6 +215,7 @@ class Prediction:
     steps: Tensor
     nfe: Tensor
     history: list[list[list[int]]] | None = None
+    counters: dict[str, Tensor] = attrs.field(factory=dict)
 
     def sequences(self) -> list[list[int]]:
         return [row[:n].tolist() for row, n in zip(self.ids, self.lengths.tolist(), strict=True)]
@@ -265,6 +270,8 @@ def contract_violation(kind: str, obj: Any) -> str | None:
 
     if kind == "model" and not issubclass(obj, nn.Module):
         return "must subclass torch.nn.Module"
+    if kind == "model" and not callable(getattr(obj, "check_init_from", _absent)):
+        return "check_init_from must be a class method check_init_from(config, record)"
     if kind == "loss":
         if getattr(obj, "nll_kind", None) not in ("exact", "bound", "none"):
             return "must declare nll_kind = 'exact' | 'bound' | 'none'"
@@ -294,6 +301,10 @@ def contract_violation(kind: str, obj: Any) -> str | None:
         names = "config, vocab" + (", shape" if arity == 3 else "")
         return f"constructor must accept ({names})"
     return None
+
+
+def _absent(*args: Any) -> None:
+    """Stands in for an optional method a component does not define."""
 
 
 def _own_attrs(cls: type) -> set[str]:

@@ -30,6 +30,7 @@ class GenerationResult:
     nfe: int
     history: list[list[int]] | None = None
     reference: str | None = None
+    counters: dict[str, int] = attrs.field(factory=dict)  # Prediction.counters of the row (API 1.2)
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

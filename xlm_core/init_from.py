@@ -86,6 +86,21 @@ class InitSource:
                 )
 
 
+def check_init_from(family: Any, model_config: Any, source: InitSource | None) -> None:
+    """Let the family's model refuse how a new run starts (plugin API 1.2): an optional class method
+    ``Model.check_init_from(config, record)``, given the ``--init-from`` checkpoint's
+    :class:`CheckpointRecord` or None, raises ``ValueError`` saying why (a second training stage
+    that needs the first stage's checkpoint, say). Its message becomes the one-line error."""
+    check = getattr(family.component("model"), "check_init_from", None)
+    if check is None:
+        return
+    try:
+        check(model_config, None if source is None else source.record)
+    except ValueError as exc:
+        where = f"--init-from {source.directory}: " if source is not None else ""
+        raise XLMUserError(f"{where}{exc}") from None
+
+
 @attrs.frozen
 class InitReport:
     """What ``initialise`` did: tensors loaded, new and skipped, each with its shape."""

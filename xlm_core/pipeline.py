@@ -26,7 +26,7 @@ from xlm_core.components import DataShape, Example
 from xlm_core.config import override_section
 from xlm_core.data.datamodule import derived_seed
 from xlm_core.data.tokenizers import TOKENIZER_FILE, Tokenizer
-from xlm_core.devices import inference_autocast, model_width, resolve_device
+from xlm_core.devices import inference_autocast, matmul_size, resolve_device
 from xlm_core.errors import XLMUserError, renamed_attributes
 from xlm_core.generation import MASK_GLYPH, GenerationResult, resolve_prompts
 from xlm_core.metrics import Totals
@@ -151,15 +151,12 @@ class Pipeline:
         prompt_ids, texts, references = resolve_prompts(self, prompts, num_samples)
         seeds = [derived_seed(seed, j) for j in range(len(prompt_ids))]
         results = []
-        for j, (ids, steps, nfe, history) in enumerate(
-            self.predict_rows(
-                prompt_ids, seeds, settings, record_steps=record_steps, progress=progress
-            )
+        for j, (ids, steps, nfe, history, counters) in enumerate(
+            self._predicted_rows(prompt_ids, seeds, settings, record_steps, progress)
         ):
+            text = self.tokenizer.decode(ids)
             results.append(
-                GenerationResult(
-                    texts[j], self.tokenizer.decode(ids), ids, steps, nfe, history, references[j]
-                )
+                GenerationResult(texts[j], text, ids, steps, nfe, history, references[j], counters)
             )
         return results
 
@@ -265,6 +262,19 @@ class Pipeline:
         """(ids, steps, nfe, history) per prompt, decoded in batches of ``eval.batch_size``
         (fewer when a batch would not fit in memory: samples do not depend on the batch).
         ``settings``: a settings object of the family, already validated."""
+        rows = self._predicted_rows(prompts, seeds, settings, record_steps, progress)
+        for ids, steps, nfe, history, _ in rows:
+            yield ids, steps, nfe, history
+
+    def _predicted_rows(
+        self,
+        prompts: list[list[int]],
+        seeds: list[int],
+        settings: Any,
+        record_steps: bool,
+        progress: bool,
+    ) -> Iterator[tuple[list[int], int, int, list[list[int]] | None, dict[str, int]]]:
+        """What :meth:`predict_rows` yields, and each row's ``Prediction.counters``."""
         size = self._chunk_size(settings, prompts)
         with (
             torch.no_grad(),
@@ -282,9 +292,11 @@ class Pipeline:
                 )
                 sequences = prediction.sequences()
                 steps, nfe = prediction.steps.tolist(), prediction.nfe.tolist()
+                counters = {name: value.tolist() for name, value in prediction.counters.items()}
                 for b, ids in enumerate(sequences):
                     history = prediction.history[b] if prediction.history is not None else None
-                    yield ids, int(steps[b]), int(nfe[b]), history
+                    counted = {name: int(values[b]) for name, values in counters.items()}
+                    yield ids, int(steps[b]), int(nfe[b]), history, counted
                 bar.update(len(sequences))
 
     def new_tokens(self, settings: Any) -> int:
@@ -303,7 +315,9 @@ class Pipeline:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return inference_autocast(
-            self.device, self.run_config.training.precision, model_width(self.run_config.model)
+            self.device,
+            self.run_config.training.precision,
+            matmul_size(self.run_config.model, self.vocab.size),
         )
 
 

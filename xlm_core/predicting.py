@@ -86,6 +86,10 @@ def _ordinary_tensors(prediction: Prediction) -> Prediction:
         value = getattr(prediction, field.name)
         if isinstance(value, torch.Tensor) and value.is_inference():
             setattr(prediction, field.name, value.clone())
+    prediction.counters = {
+        name: value.clone() if value.is_inference() else value
+        for name, value in prediction.counters.items()
+    }
     return prediction
 
 

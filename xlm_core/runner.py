@@ -43,10 +43,10 @@ from xlm_core.checkpoint import (
     RecordedTask,
 )
 from xlm_core.data.datamodule import XLMDataModule
-from xlm_core.devices import lightning_precision, model_width
+from xlm_core.devices import lightning_precision, matmul_size
 from xlm_core.errors import TrainingInterrupted, XLMUserError
 from xlm_core.files import write_json_atomic
-from xlm_core.init_from import InitSource, initialise
+from xlm_core.init_from import InitSource, check_init_from, initialise
 from xlm_core.resume_state import RunStateIO
 from xlm_core.rundir import RUN_DIR_ENV, RunDirectory, check_out_dir, is_main_process
 from xlm_core.training import XLMModule, log_interval
@@ -101,7 +101,11 @@ def train(
     """
     run = _Run.prepare(run_config, run_dir, resume, init_from)
     trainer = build_trainer(
-        run_config, run_dir, [*run.callbacks(), *callbacks], progress=progress
+        run_config,
+        run_dir,
+        [*run.callbacks(), *callbacks],
+        progress=progress,
+        vocab_size=run.task.tokenizer.vocab.size,
     )
     if run_config.training.compile:  # a machine that cannot compile says so before anything is written
         compiling.probe(trainer.strategy.root_device)
@@ -166,6 +170,8 @@ class _Run:
         if resume and not last_ckpt.is_file():
             raise XLMUserError(f"cannot resume {run_dir}: it has no {LIGHTNING_DIR}/{LAST_CKPT}")
         source = InitSource.find(init_from, resume=resume) if init_from is not None else None
+        if not resume:
+            check_init_from(family, run_config.model, source)
         task = source.build_task(run_config.task) if source else _task(run_config, run_dir, resume)
         vocab = task.tokenizer.vocab
         collator = family.component("collator")(run_config.model, vocab, task.shape)
@@ -285,9 +291,15 @@ def _fit(
 
 
 def build_trainer(
-    run_config: RunConfig, run_dir: Path, callbacks: list[Callback], *, progress: bool = True
+    run_config: RunConfig,
+    run_dir: Path,
+    callbacks: list[Callback],
+    *,
+    progress: bool = True,
+    vocab_size: int | None = None,
 ) -> L.Trainer:
-    """A Trainer configured from ``training``: hardware settings pass through to Lightning unchanged."""
+    """A Trainer configured from ``training``: hardware settings pass through to Lightning unchanged
+    (``vocab_size`` sizes the model for ``precision: auto``)."""
     import importlib.util
 
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -309,7 +321,7 @@ def build_trainer(
             devices=devices,
             strategy=training.strategy,
             num_nodes=training.num_nodes,
-            precision=lightning_precision(training, model_width(run_config.model)),
+            precision=lightning_precision(training, matmul_size(run_config.model, vocab_size)),
             max_steps=training.max_steps,
             max_time=timedelta(minutes=training.max_minutes) if training.max_minutes else None,
             gradient_clip_val=training.grad_clip,

@@ -40,7 +40,12 @@ def generate(
     ] = 0,
     sets: PredictorSetsOption = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list of {prompt, text, ids, steps, nfe}.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON list of {prompt, text, ids, steps, nfe} (and counters, for a family that "
+            "reports more).",
+        ),
     ] = False,
     show_steps: Annotated[
         bool, typer.Option("--show-steps", help="Show the sequence after every decoding step.")
@@ -67,6 +72,8 @@ def _row(result, show_steps: bool) -> dict:
     row = result.as_dict()
     if not show_steps:
         row.pop("history")
+    if not row["counters"]:  # only families that report counts beyond nfe (plugin API 1.2) have them
+        row.pop("counters")
     return row
 
 
@@ -82,7 +89,8 @@ def _print_samples(pipeline, results, show_steps: bool) -> None:
             typer.echo(
                 f"    reference: {r.reference}  ({'ok' if r.text == r.reference else 'differs'})"
             )
-        typer.echo(f"    steps {r.steps} · nfe {r.nfe} · {len(r.ids)} tokens")
+        counted = "".join(f" · {name} {value}" for name, value in r.counters.items())
+        typer.echo(f"    steps {r.steps} · nfe {r.nfe}{counted} · {len(r.ids)} tokens")
 
 
 def open_checkpoint(checkpoint: Path, sets: list[str] | None, device: str | None = None):

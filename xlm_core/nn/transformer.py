@@ -200,7 +200,7 @@ class Transformer(nn.Module):
 
     def forward(
         self,
-        input_ids: Tensor,
+        input_ids: Tensor | None,
         attention_mask: Tensor | None = None,
         *,
         positions: Tensor | None = None,
@@ -209,6 +209,7 @@ class Transformer(nn.Module):
         attend: Tensor | None = None,
         causal: bool | None = None,
         append: bool = True,
+        embeds: Tensor | None = None,
     ) -> Tensor:
         """Hidden states for ``input_ids`` ``(B, L)``.
 
@@ -227,10 +228,17 @@ class Transformer(nn.Module):
         themselves (every cached key stays visible). ``causal`` overrides the model's own
         flag for this call (``False`` with a cache: the new tokens see each other). The
         token shift reads neighbours in input order whatever the pattern.
+
+        ``embeds`` ``(B, L, d_model)`` (plugin API 1.2) replaces the token embedding: the
+        positions are vectors the family made itself (CALM's compressed chunks), and
+        ``input_ids`` is None. Everything after the embedding is the same.
         """
         causal = self.causal if causal is None else causal
+        if (input_ids is None) == (embeds is None):
+            raise ValueError("pass either input_ids or embeds")
+        x = self.embed(input_ids) if embeds is None else embeds
         positions, attn_mask, is_causal = self._attention_layout(
-            input_ids, attention_mask, positions, cache, attend, causal
+            x, attention_mask, positions, cache, attend, causal
         )
         c = None
         if self.time_embed is not None:
@@ -238,7 +246,6 @@ class Transformer(nn.Module):
                 raise ValueError("this transformer is time-conditioned: pass cond=(B,) noise levels")
             c = self.time_embed(cond)
         rope = rotary_tables(positions, self.inv_freq)
-        x = self.embed(input_ids)
         if self.shift is not None:
             # a padding neighbour reads as zero, like the space beyond either end of the row
             seen = x if attention_mask is None else x.masked_fill(~attention_mask[..., None], 0.0)
@@ -250,7 +257,7 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
         if cache is not None and append:
-            cache.advance(input_ids.shape[1])
+            cache.advance(x.shape[1])
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
@@ -258,15 +265,16 @@ class Transformer(nn.Module):
 
     def _attention_layout(
         self,
-        input_ids: Tensor,
+        x: Tensor,
         attention_mask: Tensor | None,
         positions: Tensor | None,
         cache: KVCache | None,
         attend: Tensor | None,
         causal: bool,
     ) -> tuple[Tensor, Tensor | None, bool]:
-        """The new tokens' positions and the ``(attn_mask, is_causal)`` of this call."""
-        b, length = input_ids.shape
+        """The new tokens' positions and the ``(attn_mask, is_causal)`` of this call (``x``: their
+        embeddings ``(B, L, d)``)."""
+        b, length = x.shape[:2]
         if cache is not None:
             if not self.causal:
                 raise ValueError("a KV cache needs a causal transformer")
@@ -277,10 +285,10 @@ class Transformer(nn.Module):
         if positions is None and attention_mask is not None:
             positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         elif positions is None:
-            positions = torch.arange(length, device=input_ids.device).expand(b, length)
+            positions = torch.arange(length, device=x.device).expand(b, length)
         if attend is not None:
             return positions, pattern_mask(attention_mask, attend), False
-        return positions, *_padding_mask(attention_mask, length, causal, input_ids.device)
+        return positions, *_padding_mask(attention_mask, length, causal, x.device)
 
 
 def _padding_mask(

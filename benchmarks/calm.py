@@ -1,0 +1,373 @@
+"""CALM: autoencoder fidelity, BrierLM against ARLM at the same training wall time, and what K buys.
+
+1. ARLM, trained for a wall-time budget of M minutes on a text corpus (the prose of the
+   Python documentation, ``benchmarks/python_docs_corpus.py``, unless ``--corpus``).
+2. For each K in {1, 2, 4, 8}: a CALM trained for the same M minutes in all, a share
+   (``AE_SHARE``) on the autoencoder (stage 1), the rest on the generator (stage 2,
+   ``--init-from`` the stage-1 run). Both families run a constant learning rate after
+   warm-up, so the time limit cuts neither off half-way through a decay.
+3. Autoencoder token reconstruction on the held-out test blocks, K = 4: ``recon_acc`` of
+   the stage-1 loss in evaluation (a posterior sample decoded, no masking, no dropout),
+   and the same through the posterior mean (``model(input_ids)``).
+4. BrierLM on the test split (``xlm eval --metric brier``: 4 prefixes per block, two
+   continuations each) for ARLM and every K; CALM / ARLM.
+5. Generation tokens/s at batch 1 and 16, the same length budget, ARLM with its KV
+   cache against CALM (KV cache over chunks, T = 1); CALM / ARLM.
+
+Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
+(BrierLM and tokens/s against K), and prints markdown tables. Finished runs in ``--work``
+are reused. Sizes: ``cpu`` (the ``tiny`` backbone, blocks of 64, 10 minutes per model)
+for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
+``--quick`` trains a small model half a minute per model on a small corpus in a
+temporary directory and writes everything there: a smoke run, not a measurement.
+
+    python benchmarks/calm.py [--size cpu|full] [--corpus C] [--minutes M] [--work DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _corpus import add_corpus_argument, corpus_task
+from text_corpus import prepare_corpus
+
+import xlm_core
+from xlm_core.brier import brier
+from xlm_core.checkpoint import FINAL_DIR
+from xlm_core.config import resolve_run_config
+from xlm_core.runner import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "calm.json"
+PLOT = ROOT / "docs" / "images" / "calm_chunk_sweep.png"
+CHUNK_SIZES = (1, 2, 4, 8)
+COMPARED_K = 4
+AE_SHARE = 0.25  # of a CALM's wall time spent on its autoencoder
+DECODING = {"temperature": 1.0, "kv_cache": True}
+DECODING_OF = {
+    "calm": DECODING,
+    "arlm": {"temperature": 1.0, "kv_cache": True},
+}  # both sample at T = 1
+COMMON = [
+    "task.name=text",
+    "training.schedule=constant",
+    "training.max_steps=1000000",
+    "training.val_every=1000000",
+]
+
+#: (settings, minutes per model, test blocks scored, BrierLM prefixes per block, rows decoded at batch 1 / 16)
+FULL = (["task.block_size=128", "training.batch_size=64"], 30.0, 500, 4, (16, 64))
+CPU = (["task.block_size=64", "training.batch_size=32"], 10.0, 200, 4, (8, 32))
+QUICK = (
+    [
+        "model.d_model=64",
+        "model.n_layers=2",
+        "task.block_size=32",
+        "task.vocab_size=512",
+        "training.batch_size=16",
+        "training.warmup_steps=10",
+    ],
+    0.5,
+    32,
+    2,
+    (4, 16),
+)
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--size", choices=("cpu", "full"), default="cpu", help="cpu (default) or full (a GPU)"
+    )
+    add_corpus_argument(parser, default="python-docs")
+    parser.add_argument("--minutes", type=float, help="M, the training wall time of every model")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="where the runs go (default runs/bench-calm-SIZE; --quick: a temp dir)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: torch's; 1 is steadier on a busy machine)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run in a temp dir (a few minutes)"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.size = "quick"
+    args.sets, minutes, args.limit, args.prefixes, args.rows = {
+        "quick": QUICK,
+        "cpu": CPU,
+        "full": FULL,
+    }[args.size]
+    args.minutes = args.minutes or minutes
+    if args.quick:  # never overwrite measured results with a smoke run
+        args.work = args.work or Path(tempfile.mkdtemp(prefix="xlm-calm-bench-"))
+        args.out, args.plot = args.work / args.out.name, args.work / args.plot.name
+        args.corpus = str(prepare_corpus(args.work / "corpus.txt", max_mb=0.5))  # kept if there
+        args.sets = [*args.sets, f"task.cache_dir={args.work / 'cache'}"]
+    args.sets = [*COMMON, *corpus_task(args.corpus), *args.sets]
+    args.work = args.work or ROOT / "runs" / f"bench-calm-{args.size}"
+    return args
+
+
+def trained(
+    args: argparse.Namespace, name: str, plugin: str, minutes: float, *extra: str, init_from=None
+) -> Path:
+    """The run directory of ``name``, trained for ``minutes`` first unless ``--work`` already holds it."""
+    run_dir = args.work / name
+    if (run_dir / FINAL_DIR / "model.safetensors").is_file():
+        print(f"using the finished run {run_dir}", file=sys.stderr)
+        return run_dir
+    sets = [*args.sets, f"training.max_minutes={minutes}", *extra]
+    config = resolve_run_config(plugin, preset="tiny", sets=sets)
+    print(f"training {name}: {plugin}, {minutes:.2f} minutes", file=sys.stderr)
+    train(
+        config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False, init_from=init_from
+    )
+    return run_dir
+
+
+def steps_taken(run_dir: Path) -> int | None:
+    return json.loads((run_dir / FINAL_DIR / "config.json").read_text()).get("step")
+
+
+def brier_lm(pipeline: Any, args: argparse.Namespace) -> dict[str, Any]:
+    figures = brier(
+        pipeline,
+        "test",
+        args.limit,
+        pipeline.settings(**DECODING_OF[pipeline.family.name]),
+        prefixes=args.prefixes,
+    )
+    return {
+        key: figures.get(key)
+        for key in ("brier_1", "brier_2", "brier_3", "brier_4", "brier_lm", "brier_prefixes")
+    }
+
+
+def tokens_per_s(pipeline: Any, batch: int, rows: int) -> dict[str, Any]:
+    """Generated tokens per second decoding ``rows`` empty prompts ``batch`` at a time (best of two)."""
+    settings = pipeline.settings(
+        **DECODING_OF[pipeline.family.name], max_new_tokens=pipeline.shape.target_length
+    )
+    prompts, seeds = [[] for _ in range(rows)], list(range(rows))
+    with pipeline.autocast():  # warm-up
+        pipeline.predictor.predict(
+            pipeline.model, prompts[:batch], settings=settings, seeds=seeds[:batch]
+        )
+    best, tokens, nfe = float("inf"), 0, 0
+    for _ in range(2):
+        start, tokens, nfe = time.perf_counter(), 0, 0
+        with pipeline.autocast():
+            for i in range(0, rows, batch):
+                pred = pipeline.predictor.predict(
+                    pipeline.model,
+                    prompts[i : i + batch],
+                    settings=settings,
+                    seeds=seeds[i : i + batch],
+                )
+                tokens, nfe = tokens + int(pred.lengths.sum()), nfe + int(pred.nfe.sum())
+        if pipeline.device.type == "cuda":
+            torch.cuda.synchronize(pipeline.device)
+        best = min(best, time.perf_counter() - start)
+    return {
+        "batch": batch,
+        "tokens_per_s": tokens / best,
+        "mean_length": tokens / rows,
+        "nfe_per_token": nfe / max(tokens, 1),
+    }
+
+
+def speed(pipeline: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [
+        tokens_per_s(pipeline, batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)
+    ]
+
+
+def reconstruction(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Token reconstruction of the stage-1 autoencoder on the first ``limit`` test blocks."""
+    pipeline = xlm_core.load(run_dir / FINAL_DIR, device=args.device)
+    examples = list(pipeline.task.examples("test")[: args.limit])
+    sampled = pipeline.score(examples)["recon_acc"]  # the eval-mode loss: a posterior sample
+    right = total = 0
+    with torch.no_grad(), pipeline.autocast():
+        for i in range(0, len(examples), 16):
+            batch = pipeline.collator(
+                examples[i : i + 16], generator=torch.Generator().manual_seed(i)
+            ).to(pipeline.device)
+            guess = pipeline.model(batch.input_ids).logits.argmax(-1)
+            scored = batch.targets != -100
+            right += int((guess == batch.targets)[scored].sum())
+            total += int(scored.sum())
+    return {"recon_acc_sampled": sampled, "recon_acc_mean": right / max(total, 1), "tokens": total}
+
+
+def calm(args: argparse.Namespace, k: int) -> tuple[Path, Path]:
+    """(stage-1 run, stage-2 run) of K = ``k``, ``args.minutes`` in all."""
+    shared = [f"model.chunk_size={k}"]
+    ae = trained(
+        args, f"calm-k{k}-ae", "calm", args.minutes * AE_SHARE, *shared, "model.stage=autoencoder"
+    )
+    rest = args.minutes * (1 - AE_SHARE)
+    gen = trained(
+        args, f"calm-k{k}", "calm", rest, *shared, "model.stage=generator", init_from=ae / FINAL_DIR
+    )
+    return ae, gen
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    arlm_dir = trained(args, "arlm", "arlm", args.minutes)
+    arlm = xlm_core.load(arlm_dir / FINAL_DIR, device=args.device)
+    report: dict[str, Any] = {
+        "arlm": {"steps": steps_taken(arlm_dir), **brier_lm(arlm, args), "speed": speed(arlm, args)}
+    }
+    sweep = []
+    for k in CHUNK_SIZES:
+        ae_dir, gen_dir = calm(args, k)
+        pipeline = xlm_core.load(gen_dir / FINAL_DIR, device=args.device)
+        row = {
+            "chunk_size": k,
+            "autoencoder_steps": steps_taken(ae_dir),
+            "generator_steps": steps_taken(gen_dir),
+            **brier_lm(pipeline, args),
+            "speed": speed(pipeline, args),
+        }
+        if k == COMPARED_K:
+            row["reconstruction"] = reconstruction(ae_dir, args)
+        sweep.append(row)
+    a = report["arlm"]
+    for row in sweep:
+        row["brier_lm_over_arlm"] = _ratio(row["brier_lm"], a["brier_lm"])
+        row["tokens_per_s_over_arlm"] = [
+            r["tokens_per_s"] / ar["tokens_per_s"]
+            for r, ar in zip(row["speed"], a["speed"], strict=True)
+        ]
+    report["chunk_sizes"] = sweep
+    report["compared"] = next(r for r in sweep if r["chunk_size"] == COMPARED_K)
+    return report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["chunk_sizes"]
+    ks = [r["chunk_size"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(ks, [r["brier_lm"] or 0.0 for r in rows], "o-", label="CALM")
+    left.axhline(report["arlm"]["brier_lm"] or 0.0, color="grey", ls="--", label="ARLM")
+    left.set(
+        xscale="log",
+        xlabel="chunk size K",
+        ylabel="BrierLM",
+        title=f"BrierLM ({report['minutes']:g} min of training each)",
+    )
+    for i, batch in enumerate((1, 16)):
+        right.plot(
+            ks, [r["speed"][i]["tokens_per_s"] for r in rows], "o-", label=f"CALM, batch {batch}"
+        )
+        right.axhline(
+            report["arlm"]["speed"][i]["tokens_per_s"],
+            ls="--",
+            color=f"C{i}",
+            label=f"ARLM, batch {batch}",
+        )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="chunk size K",
+        ylabel="tokens/s",
+        title="generation (KV cache, T = 1)",
+    )
+    for axis in (left, right):
+        axis.set_xticks(ks, [str(k) for k in ks])
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    a, c = report["arlm"], report["compared"]
+    rec = c["reconstruction"]
+    print(
+        f"\nautoencoder K={COMPARED_K}, held-out tokens: {rec['recon_acc_sampled']:.4%} (posterior sample), "
+        f"{rec['recon_acc_mean']:.4%} (posterior mean), over {rec['tokens']} tokens"
+    )
+    print(
+        "\n| model | steps | BrierLM | ÷ ARLM | tokens/s batch 1 | tokens/s batch 16 |\n|---|---:|---:|---:|---:|---:|"
+    )
+    print(
+        f"| ARLM | {a['steps']} | {_fmt(a['brier_lm'])} | 1.00 | {a['speed'][0]['tokens_per_s']:.1f} | {a['speed'][1]['tokens_per_s']:.1f} |"
+    )
+    for r in report["chunk_sizes"]:
+        steps = f"{r['autoencoder_steps']} + {r['generator_steps']}"
+        ratio = r["brier_lm_over_arlm"]
+        print(
+            f"| CALM K={r['chunk_size']} | {steps} | {_fmt(r['brier_lm'])} | {_fmt(ratio, 2)} | "
+            f"{r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |"
+        )
+    print("\n| CALM / ARLM tokens/s | batch 1 | batch 16 |\n|---|---:|---:|")
+    for r in report["chunk_sizes"]:
+        b1, b16 = r["tokens_per_s_over_arlm"]
+        print(f"| K={r['chunk_size']} | {b1:.2f} | {b16:.2f} |")
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def main() -> None:
+    args = arguments()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy machine skews timings
+    start = time.perf_counter()
+    report = {
+        "benchmark": "calm",
+        "quick": args.quick,
+        "size": args.size,
+        "corpus": str(args.corpus),
+        "minutes": args.minutes,
+        "autoencoder_share": AE_SHARE,
+        "settings": args.sets,
+        "decoding": DECODING,
+        "device": args.device,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_1m_at_start": load,
+        **measure(args),
+    }
+    report["seconds"] = time.perf_counter() - start
+    plot(report, args.plot)
+    report["plot"] = str(args.plot)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_tables(report)
+    print(f"\nwrote {args.out} and {args.plot} ({report['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
