@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from xlm_core.config import resolve_run_config
 from xlm_core.data.datamodule import XLMDataModule
 from xlm_core.data.tasks import build_task
-from xlm_core.devices import lightning_precision
+from xlm_core.devices import lightning_precision, matmul_size
 from xlm_core.plugins import get_registry
 from xlm_core.runner import train
 from xlm_core.training import build_optimizer, lr_factor
@@ -122,7 +122,7 @@ def run_bare(config, warmup: int, steps: int) -> Window:
     # The same precision the harness chooses (xlm_core.devices): bf16 autocast where it is native.
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
-        if lightning_precision(training, config.model.d_model) == "bf16-mixed"
+        if lightning_precision(training, matmul_size(config.model, vocab.size)) == "bf16-mixed"
         else contextlib.nullcontext()
     )
     window = Window(device)

@@ -71,16 +71,26 @@ def test_bf16_is_asked_natively_without_initialising_cuda_here(monkeypatch):
     assert len(asked) == 1 and "including_emulation=False" in asked[0][2]  # asked once, then kept
 
 
-def test_auto_precision_on_a_cpu_depends_on_native_bf16_and_width(monkeypatch):
-    from xlm_core.devices import CPU_BF16_MIN_WIDTH, inference_autocast
+def test_auto_precision_on_a_cpu_depends_on_native_bf16_and_model_size(monkeypatch):
+    from types import SimpleNamespace
 
+    from xlm_core.devices import CPU_BF16_MIN_MATMUL, inference_autocast, matmul_size
+
+    star64 = matmul_size(SimpleNamespace(d_model=64, d_ff=None), 30)  # 64 x 256
+    text128 = matmul_size(SimpleNamespace(d_model=128, d_ff=None), 4096)  # the vocabulary is wider
+    reference = matmul_size(SimpleNamespace(d_model=384, d_ff=None), 30)  # 384 x 1536
+    assert (star64, text128, reference) == (64 * 256, 128 * 4096, 384 * 1536)
+    assert matmul_size(SimpleNamespace(d_model=64, d_ff=2048)) == 64 * 2048
+    assert matmul_size(SimpleNamespace(width=64)) is None  # a plugin without d_model: unknown
     cpu = TrainingConfig(precision="auto", accelerator="cpu")
     monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: True)
-    assert resolve_precision(cpu, CPU_BF16_MIN_WIDTH) == "bf16-mixed"
-    assert resolve_precision(cpu, 64) == "32-true"  # narrow: casts cost more than bf16 saves
-    assert isinstance(inference_autocast(torch.device("cpu"), "auto", 384), torch.autocast)
-    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", 64), torch.autocast)
-    assert not isinstance(inference_autocast(torch.device("cpu"), "32", 384), torch.autocast)
+    assert resolve_precision(cpu, CPU_BF16_MIN_MATMUL) == "bf16-mixed"
+    assert resolve_precision(cpu, text128) == resolve_precision(cpu, reference) == "bf16-mixed"
+    assert resolve_precision(cpu, star64) == "32-true"  # small: casts cost more than bf16 saves
+    assert resolve_precision(cpu, None) == "bf16-mixed"
+    assert isinstance(inference_autocast(torch.device("cpu"), "auto", reference), torch.autocast)
+    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", star64), torch.autocast)
+    assert not isinstance(inference_autocast(torch.device("cpu"), "32", reference), torch.autocast)
     monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: False)
-    assert resolve_precision(cpu, 384) == "32-true"
-    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", 384), torch.autocast)
+    assert resolve_precision(cpu, reference) == "32-true"
+    assert not isinstance(inference_autocast(torch.device("cpu"), "auto", reference), torch.autocast)

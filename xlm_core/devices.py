@@ -104,32 +104,39 @@ def bf16_native_on(device_type: str, device: torch.device | str = "cuda") -> boo
     return native_bf16(device) if device_type == "cuda" else cpu_native_bf16()
 
 
-#: On a CPU, models narrower than this stay in fp32 under ``auto``: their steps are made of many
-#: small operations whose dtype casts cost more than the bf16 matrix products save (measured in
-#: benchmarks/precision.py: a 64-wide model steps slower in bf16, a 384-wide one much faster).
-CPU_BF16_MIN_WIDTH = 256
+#: On a CPU, ``auto`` takes bf16 only for models whose largest matrix product is at least this
+#: big (d_model x the wider of the MLP and the vocabulary): smaller steps are made of many small
+#: operations whose dtype casts cost more than bf16 saves. Measured in benchmarks/precision.py: a
+#: 64-wide star model (64 x 256) steps 1.46x slower in bf16; the reference model (384 x 1,536)
+#: and the tiny text model (128 x a 4,096 vocabulary) step in 0.43x and 0.45x the fp32 time.
+CPU_BF16_MIN_MATMUL = 256 * 1024
 
 
-def model_width(model_config: Any) -> int | None:
-    """The model's ``d_model``, or None for a plugin whose config has no such field."""
+def matmul_size(model_config: Any, vocab_size: int | None = None) -> int | None:
+    """d_model x max(d_ff, vocabulary): the largest weight matrix of a transformer LM, or None
+    for a plugin whose config has no ``d_model``."""
     width = getattr(model_config, "d_model", None)
-    return width if isinstance(width, int) else None
+    if not isinstance(width, int):
+        return None
+    d_ff = getattr(model_config, "d_ff", None)
+    return width * max(d_ff if isinstance(d_ff, int) else 4 * width, vocab_size or 0)
 
 
 def auto_uses_bf16(
-    device_type: str, width: int | None, device: torch.device | str = "cuda"
+    device_type: str, size: int | None, device: torch.device | str = "cuda"
 ) -> bool:
-    """What ``precision: auto`` means on this device for a model ``width`` wide (None: unknown)."""
+    """What ``precision: auto`` means on this device for a model of :func:`matmul_size` ``size``
+    (None: unknown, taken as large)."""
     if not bf16_native_on(device_type, device):
         return False
-    return device_type == "cuda" or width is None or width >= CPU_BF16_MIN_WIDTH
+    return device_type == "cuda" or size is None or size >= CPU_BF16_MIN_MATMUL
 
 
-def lightning_precision(training: Any, width: int | None = None) -> str:
-    """Lightning's precision string for ``training.precision`` (``width``: the model's d_model).
+def lightning_precision(training: Any, size: int | None = None) -> str:
+    """Lightning's precision string for ``training.precision`` (``size``: :func:`matmul_size`).
 
     ``auto`` is bf16 autocast where the device has native bf16 (a recent GPU, or a CPU
-    with AMX or AVX512-BF16, for models at least :data:`CPU_BF16_MIN_WIDTH` wide) and fp32
+    with AMX or AVX512-BF16, for models at least :data:`CPU_BF16_MIN_MATMUL` big) and fp32
     elsewhere. ``bf16-mixed`` asked for on a CPU without native bf16 is refused: emulated
     bf16 is slower than fp32, never faster.
     """
@@ -137,7 +144,7 @@ def lightning_precision(training: Any, width: int | None = None) -> str:
     if training.precision == "32":
         return "32-true"
     if training.precision == "auto":
-        return "bf16-mixed" if auto_uses_bf16(device_type, width) else "32-true"
+        return "bf16-mixed" if auto_uses_bf16(device_type, size) else "32-true"
     if training.precision == "bf16-mixed" and device_type == "cpu" and not cpu_native_bf16():
         raise XLMUserError(
             "training.precision=bf16-mixed: this CPU has no native bf16 (AMX or AVX512-BF16), so "
@@ -147,13 +154,14 @@ def lightning_precision(training: Any, width: int | None = None) -> str:
 
 
 def inference_autocast(
-    device: torch.device, precision: str, width: int | None = None
+    device: torch.device, precision: str, size: int | None = None
 ) -> contextlib.AbstractContextManager:
-    """bf16 autocast for sampling and scoring where the run's precision asks for it and it pays."""
+    """bf16 autocast for sampling and scoring where the run's precision asks for it and it pays
+    (``size``: :func:`matmul_size`)."""
     if device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
     bf16 = (
-        auto_uses_bf16(device.type, width, device)
+        auto_uses_bf16(device.type, size, device)
         if precision == "auto"
         else precision == "bf16-mixed" and bf16_native_on(device.type, device)
     )

@@ -31,7 +31,9 @@ class TrainingConfig(StrictModel):
     )
     grad_clip: float | None = Field(1.0, gt=0.0, description="Gradient norm clip; null disables.")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
-        "auto", description="auto: bf16 autocast where the device supports it, else fp32."
+        "auto",
+        description="auto: bf16 autocast where the device computes bf16 natively (on a CPU: AMX or "
+        "AVX512-BF16, and d_model x max(d_ff, vocabulary) >= 256 x 1024), else fp32.",
     )
     ema: float | None = Field(None, gt=0.0, lt=1.0, description="EMA decay of weights (e.g. 0.999); null disables.")
     seed: int = Field(0, description="Seed for initialisation, data order and corruption.")
