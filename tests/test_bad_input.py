@@ -173,9 +173,14 @@ def test_missing_checkpoint_and_resume_targets(tmp_path, cli):
     assert_one_line_error(cli("train"), "--plugin is required")
 
 
-def test_resume_refuses_a_new_preset(finished_run, cli):
-    result = cli("train", "--resume", str(finished_run), "--preset", "small")
-    assert_one_line_error(result, "--resume continues a run with its saved config", "--preset")
+@pytest.mark.parametrize(
+    "flag, value", [("--preset", "small"), ("--task", "star-medium")], ids=["preset", "task"]
+)
+def test_resume_refuses_a_new_preset_or_task(flag, value, finished_run, cli):
+    before = snapshot(finished_run)
+    result = cli("train", "--resume", str(finished_run), flag, value)
+    assert_one_line_error(result, "--resume continues a run with its saved config", flag)
+    assert snapshot(finished_run) == before
 
 
 def test_resume_without_lightning_state(finished_run, cli):

@@ -94,3 +94,26 @@ def test_auto_precision_on_a_cpu_depends_on_native_bf16_and_model_size(monkeypat
     monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: False)
     assert resolve_precision(cpu, reference) == "32-true"
     assert not isinstance(inference_autocast(torch.device("cpu"), "auto", reference), torch.autocast)
+
+
+def test_devices_auto_asks_lightning_for_one_device_not_every_gpu(monkeypatch, tmp_path):
+    # Lightning's own "auto" would start DDP on every GPU of the node and multiply the
+    # global batch at the same learning rate; several devices are asked for explicitly.
+    import lightning as L
+
+    from xlm_core.config import resolve_run_config
+    from xlm_core.runner import build_trainer
+
+    seen = {}
+
+    class Recorder:
+        num_devices = num_nodes = 1
+
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(L, "Trainer", Recorder)
+    build_trainer(resolve_run_config("arlm", sets=["training.devices=auto"]), tmp_path, [], progress=False)
+    assert seen["devices"] == 1
+    build_trainer(resolve_run_config("arlm", sets=["training.devices=4"]), tmp_path, [], progress=False)
+    assert seen["devices"] == 4
