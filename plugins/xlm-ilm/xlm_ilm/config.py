@@ -86,8 +86,8 @@ class ILMSettings(PredictorSettings):
 
 #: The shared presets; ILM's star recipe adds a token shift (each position also reads its
 #: neighbours' tokens before attention, as for MDLM): the lookup along an edge then appears around
-#: step 3,000 instead of 9,000-12,000, and 14,000 steps reach >= 99% on star-easy's test split in
-#: about ten minutes on a 2-core CPU (docs/benchmarks.md, "Star-easy: the star recipe").
+#: step 3,000 instead of 9,000-12,000, and 14,000 steps (about 18 minutes on an idle 2-core CPU)
+#: reach >= 99% on star-easy's test split (docs/benchmarks.md, "Star-easy: the star recipe").
 PRESETS: dict[str, dict[str, Any]] = standard_presets(
     star={"model": {"token_shift": True}, "training": {"max_steps": 14000}}
 )
