@@ -1,23 +1,28 @@
 """BDLM conversion: an ARLM teacher converted to block diffusion, a BDLM from scratch, and what B costs.
 
-1. Train an ARLM teacher N steps on a text corpus (``benchmarks/text_corpus.py`` unless
-   ``--corpus``).
+1. Train an ARLM teacher N steps on a text corpus (the prose of the Python documentation,
+   ``benchmarks/python_docs_corpus.py``, unless ``--corpus``).
 2. Convert it (``--init-from``) to a BDLM with B = 4 and train N/5 steps; train a BDLM
    from scratch for N/5 steps.
 3. Likelihood on the test split: the teacher's exact NLL, each BDLM's NELBO bound, and
    bound / NLL.
 4. Decoding speed at batch 1 and 16, the same length budget for both: BDLM (B = 4, KV
-   cache, threshold decoding) against ARLM (KV cache): generated tokens per second.
+   cache, threshold decoding) against ARLM (KV cache): generated tokens per second; and
+   the quality of those samples: generative perplexity under the teacher and unigram
+   entropy, for the converted BDLM and for the teacher's own samples.
 5. Block size: B in {1, 2, 4, 8, 16}, each converted from the teacher and trained N/5
    steps: bound / NLL and tokens/s, plotted into ``docs/images/bdlm_block_size.png``.
 
 Finished runs in ``--work`` are reused, so a second call only measures.
 
-    python benchmarks/bdlm_conversion.py [--corpus FILE] [--steps N] [--work DIR] [--out FILE] [--threads N] [--quick]
+    python benchmarks/bdlm_conversion.py [--size cpu|full] [--corpus C] [--steps N] [--work DIR] [--out FILE] [--quick]
 
-Writes benchmarks/results/bdlm_conversion.json and prints markdown tables. ``--quick``
-trains a small model a few steps on a small corpus in a temporary directory and writes
-everything there: a smoke run of a few minutes, not a measurement.
+Writes benchmarks/results/bdlm_conversion.json and prints markdown tables. Sizes:
+``full`` (the ``tiny`` backbone, blocks of 128, teacher 5,000 steps) is for a GPU;
+``cpu`` (the ``tiny`` backbone, blocks of 64, batch 32, teacher 1,000 steps) is what
+docs/benchmarks.md reports from the 2-core CPU. ``--quick`` trains a small model a few
+steps on a small corpus in a temporary directory and writes everything there: a smoke
+run of a few minutes, not a measurement.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from text_corpus import prepare_corpus
+from xlm_core.threads import apply_thread_policy
 
-import xlm_core
-from xlm_core.config import resolve_run_config
-from xlm_core.runner import train
+apply_thread_policy()  # what `xlm train` runs with: set before torch is imported
+
+import torch  # noqa: E402
+from _corpus import add_corpus_argument, corpus_task  # noqa: E402
+from text_corpus import prepare_corpus  # noqa: E402
+
+import xlm_core  # noqa: E402
+from xlm_core.config import resolve_run_config  # noqa: E402
+from xlm_core.evaluation import generative_perplexity  # noqa: E402
+from xlm_core.runner import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bdlm_conversion.json"
@@ -49,6 +60,9 @@ ARLM_DECODING = {"kv_cache": True}
 
 #: (model and task settings, teacher steps, test examples scored, rows decoded at batch 1 / 16)
 FULL = (["task.block_size=128", "training.batch_size=32"], 5000, 500, (16, 64))
+CPU = (["task.block_size=64", "training.batch_size=32"], 1000, 200, (8, 32))
+#: unconditional samples scored by the teacher (gen-PPL) per model
+JUDGED = {"full": 256, "cpu": 64, "quick": 8}
 QUICK = (
     [
         "model.d_model=64",
@@ -66,7 +80,8 @@ QUICK = (
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, help="a text file, one document per line (default: text_corpus.py's)")
+    parser.add_argument("--size", choices=("cpu", "full"), default="cpu", help="cpu (default) or full (a GPU)")
+    add_corpus_argument(parser, default="python-docs")
     parser.add_argument("--steps", type=int, help="N, the teacher's steps (default 5000; --quick 100)")
     parser.add_argument("--work", type=Path, help="where the runs go (default runs/bench-bdlm-conversion; --quick: a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -77,15 +92,18 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.sets, default_steps, args.limit, args.rows = QUICK if args.quick else FULL
+    if args.quick:
+        args.size = "quick"
+    args.sets, default_steps, args.limit, args.rows = {"quick": QUICK, "cpu": CPU, "full": FULL}[args.size]
     args.steps = args.steps or default_steps
+    args.judged = JUDGED[args.size]
     if args.quick:  # never overwrite measured results with a smoke run
         args.work = args.work or Path(tempfile.mkdtemp(prefix="xlm-bdlm-bench-"))
         args.out, args.plot = args.work / args.out.name, args.work / args.plot.name
-        args.corpus = args.corpus or prepare_corpus(args.work / "corpus.txt", max_mb=0.5)  # kept if there
+        args.corpus = str(prepare_corpus(args.work / "corpus.txt", max_mb=0.5))  # kept if there
         args.sets = [*args.sets, f"task.cache_dir={args.work / 'cache'}"]
-    args.corpus = args.corpus or prepare_corpus()
-    args.work = args.work or ROOT / "runs" / "bench-bdlm-conversion"
+    args.sets = [*corpus_task(args.corpus), *args.sets]
+    args.work = args.work or ROOT / "runs" / f"bench-bdlm-conversion-{args.size}"
     return args
 
 
@@ -95,7 +113,7 @@ def trained(args: argparse.Namespace, name: str, plugin: str, steps: int, *extra
     if (run_dir / "final" / "model.safetensors").is_file():
         print(f"using the finished run {run_dir}", file=sys.stderr)
         return run_dir / "final"
-    sets = ["task.name=text", f"task.path={args.corpus}", f"training.max_steps={steps}", *args.sets, *extra]
+    sets = ["task.name=text", f"training.max_steps={steps}", *args.sets, *extra]
     config = resolve_run_config(plugin, preset="tiny", sets=sets)
     print(f"training {name}: {plugin}, {steps} steps", file=sys.stderr)
     train(config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False, init_from=init_from)
@@ -133,11 +151,24 @@ def speed(pipeline: Any, settings: dict[str, Any], args: argparse.Namespace) -> 
     return [tokens_per_s(pipeline, {**settings, **budget}, batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)]
 
 
+def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> dict[str, Any]:
+    """gen-PPL under the teacher and unigram entropy of ``n`` unconditional samples (whole blocks)."""
+    figures = generative_perplexity(pipeline, teacher, "test", n, pipeline.settings(**settings))
+    keys = ("gen_ppl", "data_gen_ppl", "entropy", "data_entropy", "mean_length", "samples_per_s")
+    return {key: figures.get(key) for key in keys}
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     n = args.steps
     teacher = xlm_core.load(trained(args, "arlm-teacher", "arlm", n), device=args.device)
     exact = likelihood(teacher, args.limit)
-    report: dict[str, Any] = {"teacher": {**exact, "speed": speed(teacher, ARLM_DECODING, args)}}
+    report: dict[str, Any] = {
+        "teacher": {
+            **exact,
+            "speed": speed(teacher, ARLM_DECODING, args),
+            "quality": quality(teacher, teacher, ARLM_DECODING, args.judged),
+        }
+    }
     teacher_dir = args.work / "arlm-teacher" / "final"
     scratch = xlm_core.load(trained(args, "bdlm-scratch", "bdlm", n // 5, f"model.block_size={CONVERTED_B}"), device=args.device)
     report["scratch"] = {**likelihood(scratch, args.limit)}
@@ -150,6 +181,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for row in [report["scratch"], *sweep]:
         row["bound_over_nll"] = row["nll"] / exact["nll"]
     report["converted"] = next(r for r in sweep if r["block_size"] == CONVERTED_B)
+    converted = xlm_core.load(args.work / f"bdlm-b{CONVERTED_B}" / "final", device=args.device)
+    report["converted"]["quality"] = quality(converted, teacher, BDLM_DECODING, args.judged)
+    t, c = report["teacher"]["quality"], report["converted"]["quality"]
+    report["converted"]["gen_ppl_over_teacher"] = c["gen_ppl"] / t["gen_ppl"]
+    report["converted"]["entropy_over_teacher"] = c["entropy"] / t["entropy"]
     report["block_sizes"] = sweep
     return report
 
@@ -188,6 +224,11 @@ def print_tables(report: dict[str, Any]) -> None:
     for label, rows in (("ARLM, KV cache", t["speed"]), ("BDLM B=4, cache + threshold", c["speed"])):
         for r in rows:
             print(f"| {label} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['mean_length']:.1f} | {r['nfe_per_token']:.2f} |")
+    tq, cq = t["quality"], c["quality"]
+    print("\n| samples (unconditional blocks) | gen-PPL (teacher) | entropy | mean length |\n|---|---:|---:|---:|")
+    print(f"| test data | {tq['data_gen_ppl']:.1f} | {tq['data_entropy']:.2f} | |")
+    for label, q in (("ARLM teacher", tq), ("BDLM B=4, converted", cq)):
+        print(f"| {label} | {q['gen_ppl']:.1f} | {q['entropy']:.2f} | {q['mean_length']:.1f} |")
     print("\n| B | bound ÷ NLL | tokens/s batch 1 | tokens/s batch 16 |\n|---:|---:|---:|---:|")
     for r in report["block_sizes"]:
         print(f"| {r['block_size']} | {r['bound_over_nll']:.3f} | {r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |")
@@ -200,6 +241,7 @@ def main() -> None:
     report = {
         "benchmark": "bdlm_conversion",
         "quick": args.quick,
+        "size": args.size,
         "corpus": str(args.corpus),
         "steps": args.steps,
         "settings": args.sets,

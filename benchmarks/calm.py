@@ -36,15 +36,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from _corpus import add_corpus_argument, corpus_task
-from text_corpus import prepare_corpus
+from xlm_core.threads import apply_thread_policy
 
-import xlm_core
-from xlm_core.brier import brier
-from xlm_core.checkpoint import FINAL_DIR
-from xlm_core.config import resolve_run_config
-from xlm_core.runner import train
+apply_thread_policy()  # what `xlm train` runs with: set before torch is imported
+
+import torch  # noqa: E402
+from _corpus import add_corpus_argument, corpus_task  # noqa: E402
+from text_corpus import prepare_corpus  # noqa: E402
+
+import xlm_core  # noqa: E402
+from xlm_core.brier import brier  # noqa: E402
+from xlm_core.checkpoint import FINAL_DIR  # noqa: E402
+from xlm_core.config import resolve_run_config  # noqa: E402
+from xlm_core.runner import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "calm.json"
