@@ -32,6 +32,7 @@ from xlm_core.testing.tiny import (
     TINY_SHAPE,
     TINY_VOCAB,
     TinySetup,
+    sharpen,
     tiny_examples,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "entry_module",
     "run_check",
     "run_conformance",
+    "sharpen",
     "tiny_examples",
 ]

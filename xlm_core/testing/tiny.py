@@ -24,6 +24,18 @@ TINY_SHAPE = DataShape(prompt_length=6, target_length=8)
 PREDICT_SEEDS = (11, 12, 13, 14)
 
 
+def sharpen(model: nn.Module, scale: float = 1.0) -> nn.Module:
+    """``model`` with every weight matrix redrawn at ``scale`` times unit scale (std ``scale /
+    sqrt(fan_in)``, from torch's current random state) and put in eval mode: an untrained model
+    whose predictions are sharp and depend on its input, so that a difference in what a position
+    sees shows in its samples and losses (the default 0.02 init predicts nearly uniformly)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, p.shape[1] ** -0.5 * scale)
+    return model.eval()
+
+
 def tiny_examples(
     vocab: Vocab = TINY_VOCAB, shape: DataShape = TINY_SHAPE, seed: int = 0
 ) -> list[Example]:

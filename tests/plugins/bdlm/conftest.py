@@ -7,7 +7,7 @@ import torch
 from xlm_bdlm.config import BDLMConfig
 from xlm_bdlm.model import BDLMModel
 
-from xlm_core.testing import TINY_VOCAB
+from xlm_core.testing import TINY_VOCAB, sharpen
 
 
 def tiny_config(**overrides) -> BDLMConfig:
@@ -18,12 +18,7 @@ def sharp_model(config: BDLMConfig, seed: int = 0) -> BDLMModel:
     """An untrained model with weights at unit scale: sharp, input-dependent predictions, so that
     samples stop at varied lengths and any difference in what a position sees shows."""
     torch.manual_seed(seed)
-    model = BDLMModel(config, TINY_VOCAB)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, p.shape[1] ** -0.5 * 2)
-    return model.eval()
+    return sharpen(BDLMModel(config, TINY_VOCAB), scale=2.0)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from xlm_mdlm.loss import MDLMLoss  # noqa: E402
 from xlm_mdlm.model import MDLMModel  # noqa: E402
 
 from xlm_core.components import Example  # noqa: E402
-from xlm_core.testing import TINY_SHAPE, TINY_VOCAB, tiny_examples  # noqa: E402
+from xlm_core.testing import TINY_SHAPE, TINY_VOCAB, sharpen, tiny_examples  # noqa: E402
 
 BACKBONE = {"d_model": 32, "n_layers": 2, "n_heads": 2, "learned_positions": 24}
 
@@ -31,11 +31,7 @@ BACKBONE = {"d_model": 32, "n_layers": 2, "n_heads": 2, "learned_positions": 24}
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
     """Weights at unit scale: sharp predictions, so that a difference in what a position sees shows."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, p.shape[1] ** -0.5)
-    return model.eval()
+    return sharpen(model)
 
 
 def _bdlm_with(weights: torch.nn.Module, **config) -> tuple[BDLMConfig, BDLMModel]:

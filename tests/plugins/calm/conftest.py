@@ -7,7 +7,7 @@ import torch
 from xlm_calm.config import CALMConfig
 from xlm_calm.model import CALMModel
 
-from xlm_core.testing import TINY_VOCAB
+from xlm_core.testing import TINY_VOCAB, sharpen
 
 
 def tiny_config(**overrides) -> CALMConfig:
@@ -19,12 +19,7 @@ def sharp_model(config: CALMConfig, seed: int = 0) -> CALMModel:
     """An untrained model with weights at unit scale: the head's noise matters and chunks vary, so
     samples stop at varied lengths and any difference in what a step sees shows."""
     torch.manual_seed(seed)
-    model = CALMModel(config, TINY_VOCAB)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, p.shape[1] ** -0.5 * 2)
-    return model.eval()
+    return sharpen(CALMModel(config, TINY_VOCAB), scale=2.0)
 
 
 @pytest.fixture
