@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
+from _results import finish, machine_facts  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -346,7 +345,6 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def main() -> None:
     args = arguments()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy machine skews timings
     start = time.perf_counter()
     report = {
         "benchmark": "calm",
@@ -357,20 +355,10 @@ def main() -> None:
         "autoencoder_share": AE_SHARE,
         "settings": args.sets,
         "decoding": DECODING,
-        "device": args.device,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load_average_1m_at_start": load,
+        **machine_facts(args.device),
         **measure(args),
     }
-    report["seconds"] = time.perf_counter() - start
-    plot(report, args.plot)
-    report["plot"] = str(args.plot)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print_tables(report)
-    print(f"\nwrote {args.out} and {args.plot} ({report['seconds']:.0f} s)")
+    finish(report, args, start, plot, print_tables)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""The common ends of a benchmark that trains runs, measures them and plots: the facts of the
+machine it ran on, and writing the JSON, the plot and the tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def machine_facts(device: str) -> dict[str, Any]:
+    """Where the figures come from; the load average says whether other work shared the cores."""
+    return {
+        "device": device,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def finish(
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    start: float,
+    plot: Callable[[dict[str, Any], Any], None],
+    print_tables: Callable[[dict[str, Any]], None],
+) -> None:
+    """Plot into ``args.plot``, write ``report`` to ``args.out`` and print the tables."""
+    report["seconds"] = time.perf_counter() - start
+    plot(report, args.plot)
+    report["plot"] = str(args.plot)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_tables(report)
+    print(f"\nwrote {args.out} and {args.plot} ({report['seconds']:.0f} s)")
