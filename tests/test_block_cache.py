@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from xlm_core.nn.kv_cache import pattern_mask
 from xlm_core.nn.transformer import Transformer
@@ -52,6 +53,24 @@ def test_a_read_only_pass_sees_the_cache_and_leaves_it_as_it_was():
         again = model(block, cache=cache, causal=False, append=False)  # overwrites the scratch slots
     assert torch.allclose(again, expected[:, 6:], atol=1e-5)
     assert not torch.allclose(first, again)
+
+
+def test_append_n_caches_the_first_n_columns_and_reads_the_rest():
+    model, (ids, mask) = _model(), _left_padded()
+    block = torch.tensor([[11, 12], [13, 14]])
+    pattern = torch.ones(8, 8, dtype=torch.bool).tril()  # the prefix causal, the block all of itself
+    pattern[6:, 6:] = True
+    stream, stream_mask = torch.cat([ids, block], 1), F.pad(mask, (0, 2), value=True)
+    with torch.no_grad():
+        cache = model.new_cache(2, 8, "cpu")
+        both = model(stream, stream_mask, cache=cache, attend=pattern, causal=False, append=6)
+        assert cache.length == 6  # the block stayed in scratch slots
+        separate = model.new_cache(2, 8, "cpu")
+        prefix = model(ids, mask, cache=separate)
+        read = model(block, cache=separate, causal=False, append=False)
+        after = model(block, cache=cache, causal=False, append=False)  # the cache holds the prefix
+    assert torch.allclose(both, torch.cat([prefix, read], 1), atol=1e-5)
+    assert torch.allclose(after, read, atol=1e-5)
 
 
 def test_a_pass_over_some_rows_reads_their_cache_only():

@@ -23,10 +23,14 @@ from xlm_core.nn.kv_cache import KVCache, key_query_mask, pattern_mask
 from xlm_core.nn.rotary import rotary, rotary_frequencies, rotary_tables
 from xlm_core.plugins.settings import FamilyConfig
 
-__all__ = ["KVCache", "Transformer"]
+__all__ = ["KVCache", "RMSNorm", "Transformer"]
 
 
 class RMSNorm(nn.Module):
+    """RMS normalisation with a learned scale: torch's fused kernel when the input has the weight's
+    dtype, else (bf16 activations under autocast, float32 weight) the statistics in float32 by
+    plain ops, where ``nn.RMSNorm`` would warn on every call that it cannot fuse mixed dtypes."""
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps
@@ -208,7 +212,7 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         attend: Tensor | None = None,
         causal: bool | None = None,
-        append: bool = True,
+        append: bool | int = True,
         embeds: Tensor | None = None,
     ) -> Tensor:
         """Hidden states for ``input_ids`` ``(B, L)``.
@@ -220,7 +224,9 @@ class Transformer(nn.Module):
         a row shifts no real token's position. ``cond`` ``(B,)`` is a noise level
         for time-conditioned models. With ``cache`` (causal only) the new tokens attend
         to everything cached before them and are appended to it; with ``append=False``
-        they only read it (their keys go to scratch slots that the next pass overwrites).
+        they only read it (their keys go to scratch slots that the next pass overwrites);
+        ``append=n`` appends the first n of them and leaves the rest in scratch slots
+        (a block decoder caches a finished block and reads the next one in one pass).
 
         ``attend`` (bool ``(L, L)`` or ``(B, L, L)``, True = query i may attend to key j)
         replaces the causal or bidirectional pattern for this call; padding keys stay
@@ -257,7 +263,7 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, rope, attn_mask, is_causal, c, cache, i)
         if cache is not None and append:
-            cache.advance(x.shape[1])
+            cache.advance(x.shape[1] if append is True else append)
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:

@@ -45,7 +45,7 @@ class BDLMModel(nn.Module):
 
     def __init__(self, config: BDLMConfig, vocab: Vocab):
         super().__init__()
-        self.block, self.shift = config.block_size, config.shift
+        self.block, self.shift, self.mask_id = config.block_size, config.shift, vocab.mask_id
         self.backbone = Transformer.from_config(config, vocab.size, causal=True)
         # not persistent: derived from the vocabulary, so a checkpoint holds learned weights only
         never = torch.zeros(vocab.size, dtype=torch.bool)
@@ -99,23 +99,40 @@ class BDLMModel(nn.Module):
         B = 1 the single position's prediction is read before the block."""
         return not (self.shift and self.block == 1)
 
-    def context_logits(self, ids: Tensor, attention_mask: Tensor | None, cache: KVCache) -> Tensor | None:
+    def context_logits(
+        self, ids: Tensor, attention_mask: Tensor | None, cache: KVCache, *, read_next: bool = False
+    ) -> tuple[Tensor | None, Tensor | None]:
         """Append clean tokens (the prefix, or a finished block; ending at a block boundary) to the cache.
 
-        With ``shift``, returns the prediction for the position after them ``(B, V)``: the next
-        block's first position; None without.
+        Returns ``(before, next_block)``. ``before``: with ``shift``, the prediction for the
+        position after them ``(B, V)``, the next block's first position; None without.
+        ``next_block``: with ``read_next``, the predictions ``(B, block, V)`` for the next
+        block while it is still all MASK, from the same pass (its columns run after the clean
+        ones and stay out of the cache, as :meth:`block_logits`' do), so a block's first
+        denoising step costs no pass of its own; None without, or when the block needs no
+        pass (:attr:`reads_noisy_block`).
         """
-        length = ids.shape[1]
-        attend = stream_pattern(length, self.block, ids.device) if length > self.block else None
-        hidden = self.backbone(ids, attention_mask, cache=cache, attend=attend, causal=False)
-        return self.backbone.logits(hidden[:, -1]) if self.shift else None
+        n, length = ids.shape
+        read_next = read_next and self.reads_noisy_block
+        if read_next:
+            ids = torch.cat([ids, ids.new_full((n, self.block), self.mask_id)], dim=1)
+            if attention_mask is not None:
+                attention_mask = F.pad(attention_mask, (0, self.block), value=True)
+        width = ids.shape[1]
+        attend = stream_pattern(width, self.block, ids.device) if width > self.block else None
+        hidden = self.backbone(ids, attention_mask, cache=cache, attend=attend, causal=False, append=length)
+        before = self.backbone.logits(hidden[:, length - 1]) if self.shift else None
+        return before, self._noisy_block(hidden[:, length:], before) if read_next else None
 
     def block_logits(self, block: Tensor, cache: KVCache, before: Tensor | None) -> Tensor:
         """``(B, block, V)``: the prediction for each position of a noisy block that reads the cache
         without joining it. ``before`` is the prediction for its first position (``shift``)."""
         if not self.reads_noisy_block:
             return before[:, None]
-        hidden = self.backbone(block, cache=cache, causal=False, append=False)
+        return self._noisy_block(self.backbone(block, cache=cache, causal=False, append=False), before)
+
+    def _noisy_block(self, hidden: Tensor, before: Tensor | None) -> Tensor:
+        """A noisy block's predictions from its hidden states (``before``: see :meth:`block_logits`)."""
         if not self.shift:
             return self._read(hidden)
         return torch.cat([before[:, None], self.backbone.logits(hidden[:, :-1])], dim=1)

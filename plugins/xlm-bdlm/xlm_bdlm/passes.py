@@ -11,6 +11,12 @@ Both give the decoder the same three calls and count the passes each row takes p
   leave the cache and the block is appended, once (its shifted prediction for the next
   block's first position kept); uncached: nothing.
 
+The cached passes that append (``start``, ``finish``) also run the next block, all MASK
+then, behind the clean tokens (``BDLMModel.context_logits(read_next=True)``): the first
+``block`` call of that block returns those predictions without a pass of its own, so a
+block costs as many passes as it has denoising steps, the appending included, as the
+uncached decoder's does.
+
 Each returns the passes it ran per row (``block`` returns them with the predictions),
 so ``nfe`` counts every forward pass a row takes part in, the appending ones included.
 """
@@ -32,6 +38,7 @@ class CachedPasses:
         self.cache = model.new_cache(n, width + window_width, device)
         self.slot = torch.arange(n, device=device)  # each row's row in the cache
         self.before: Tensor | None = None  # with shift: each cached row's prediction for the next position
+        self.ready: Tensor | None = None  # each cached row's predictions for its next, all-MASK block
 
     def start(self) -> Tensor:
         n, width = self.prefix.shape
@@ -39,12 +46,19 @@ class CachedPasses:
             return torch.zeros(n, dtype=torch.long)
         device = self.slot.device
         mask = None if bool(self.prefix_real.all()) else self.prefix_real.to(device)
-        self.before = self.model.context_logits(self.prefix.to(device), mask, self.cache)
+        self.before, self.ready = self.model.context_logits(
+            self.prefix.to(device), mask, self.cache, read_next=True
+        )
+        if self.ready is not None:  # every row took part: its first block was read
+            return torch.ones(n, dtype=torch.long)
         return self.prefix_real.any(dim=1).long()  # a row with nothing to cache took no part
 
     def block(self, rows: Tensor, b: int, window: Tensor) -> tuple[Tensor, int]:
         rows = rows.to(self.slot.device)
         idx = self.slot[rows]
+        if self.ready is not None:  # the block's first step, read by the pass that appended
+            ready, self.ready = self.ready[idx], None
+            return ready, 0
         before = None if self.before is None else self.before[idx]
         if not self.model.reads_noisy_block:
             return before[:, None], 0
@@ -61,7 +75,7 @@ class CachedPasses:
             self.before = None if self.before is None else self.before[idx]
             self.slot[rows] = torch.arange(len(rows), device=self.slot.device)
         tokens = window[rows, b * self.block_size : (b + 1) * self.block_size]
-        self.before = self.model.context_logits(tokens, None, self.cache)
+        self.before, self.ready = self.model.context_logits(tokens, None, self.cache, read_next=True)
         return 1
 
 

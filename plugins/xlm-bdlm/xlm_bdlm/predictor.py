@@ -14,8 +14,9 @@ Block b is decoded given the final blocks before it:
 - threshold: every masked position of the block above tau, at least one per step.
 
 With ``kv_cache`` the prefix is cached in one pass and each finished block is appended
-in one pass (``passes.py``); a denoising step reads the cache and runs the B positions of
-the block only. All rows decode the same block at a time; a row leaves as soon as its
+in one pass (``passes.py``), which also reads the next block's first step; a denoising
+step reads the cache and runs the B positions of the block only. A block thus costs one
+pass per denoising step, as without the cache. All rows decode the same block at a time; a row leaves as soon as its
 output is fixed (no MASK before its first EOS or PAD), so it stops after the block in
 which it writes EOS, without generating the blocks after it. Randomness is per row
 (``RowNoise``), drawn in the same order whatever the batch, cache or no cache.

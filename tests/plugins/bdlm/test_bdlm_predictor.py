@@ -46,24 +46,42 @@ def test_cached_and_uncached_decoding_give_identical_samples(layout, sampler, ma
     assert len(set(cached.lengths.tolist())) > 1  # rows stop at different lengths
 
 
+@pytest.mark.parametrize("shift", [True, False])
+def test_the_appending_pass_reads_the_next_block_as_a_pass_of_its_own(shift, make_config, make_model):
+    model = make_model(make_config(block_size=4, shift=shift))
+    prefix = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10]])  # a left-padded prompt: the mask matters
+    real = prefix != 0
+    block = torch.full((2, 4), TINY_VOCAB.mask_id)
+    with torch.no_grad():
+        together = model.new_cache(2, 12, "cpu")
+        before, ready = model.context_logits(prefix, real, together, read_next=True)
+        alone = model.new_cache(2, 12, "cpu")
+        before_alone, _ = model.context_logits(prefix, real, alone)
+        expected = model.block_logits(block, alone, before_alone)
+    assert together.length == alone.length == 4  # the next block stayed out of the cache
+    torch.testing.assert_close(ready, expected)
+    if shift:
+        torch.testing.assert_close(before, before_alone)
+
+
 def _blocks_generated(pred, block: int, budget: int) -> list[int]:
     """Blocks each row generated: up to the one holding its EOS (or all, at a full budget)."""
     return [math.ceil(min(n + 1, budget) / block) for n in pred.lengths.tolist()]
 
 
 @pytest.mark.parametrize("block", [1, 2, 4])
-def test_nfe_counts_the_prefill_every_step_and_every_appended_block(block, make_config, make_model):
+def test_nfe_counts_every_pass_and_appending_reads_the_next_block(block, make_config, make_model):
     config = make_config(block_size=block)
     model = make_model(config)
     settings = {"sampler": "confidence", "reuse_logits": False}
     cached = _predict(model, config, **settings)
     uncached = _predict(model, config, kv_cache=False, **settings)
     blocks = _blocks_generated(cached, block, TINY_SHAPE.target_length)
-    # a pass per step (none with B = 1: the shifted prediction comes with the appended block before),
-    # the prefill, and each finished block appended once, except the row's last
-    per_step = 0 if block == 1 else 1
-    expected = [per_step * s + 1 + (k - 1) for s, k in zip(cached.steps.tolist(), blocks, strict=True)]
-    assert cached.nfe.tolist() == expected
+    if block == 1:  # no pass per step: the shifted prediction comes with the block appended before
+        # the prefill, and each finished block appended once, except the row's last
+        assert cached.nfe.tolist() == blocks
+    else:  # a pass per step: a block's first step is read by the pass that appended the one before
+        assert torch.equal(cached.nfe, cached.steps)
     assert torch.equal(uncached.nfe, uncached.steps)  # recomputing: one pass per step, nothing else
 
 
