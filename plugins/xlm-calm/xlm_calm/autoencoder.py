@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm_calm.config import CALMConfig
+from xlm_core.nn.transformer import RMSNorm
 
 
 class GatedMLP(nn.Module):
@@ -24,7 +25,7 @@ class GatedMLP(nn.Module):
 
     def __init__(self, width: int, hidden: int):
         super().__init__()
-        self.norm = nn.RMSNorm(width, eps=1e-6)
+        self.norm = RMSNorm(width)
         self.gate_up = nn.Linear(width, 2 * hidden, bias=False)
         self.down = nn.Linear(hidden, width, bias=False)
 
@@ -51,13 +52,13 @@ class ChunkAutoencoder(nn.Module):
         self.encode_tokens = _stack(per_token, width, hidden)
         self.squeeze = nn.Linear(k * width, width)
         self.encode_chunk = _stack(per_chunk, width, hidden)
-        self.encode_norm = nn.RMSNorm(width, eps=1e-6)
+        self.encode_norm = RMSNorm(width)
         self.to_latent = nn.Linear(width, 2 * config.latent_size)
         self.from_latent = nn.Linear(config.latent_size, width)
         self.decode_chunk = _stack(per_chunk, width, hidden)
         self.expand = nn.Linear(width, k * width)
         self.decode_tokens = _stack(per_token, width, hidden)
-        self.decode_norm = nn.RMSNorm(width, eps=1e-6)
+        self.decode_norm = RMSNorm(width)
         self.apply(init_weights)
 
     def posterior(self, chunks: Tensor) -> tuple[Tensor, Tensor]:

@@ -99,7 +99,7 @@ class _Decoding:
         self.out = torch.full(
             (n, self.n_steps * self.k), self.vocab.pad_id, dtype=torch.long, device=device
         )
-        self.steps = torch.zeros(n, dtype=torch.long)
+        self.steps = torch.zeros(n, dtype=torch.long, device=device)
         self.noise = RowNoise(seeds, device)
         self.rows = torch.arange(n, device=device)
         self.live = torch.ones(n, dtype=torch.bool, device=device)
@@ -168,17 +168,15 @@ class _Decoding:
         """Write the live rows' chunks, count the step, retire the rows that end. False when none is left."""
         rows, live = self.rows, self.live
         self.out[rows[live], s * self.k : (s + 1) * self.k] = chosen[live]
-        live_cpu = live.cpu()
-        taking = rows.cpu()[live_cpu]
-        self.steps[taking] += 1
+        self.steps[rows] += live.long()
         ends = (chosen == self.vocab.eos_id) | (chosen == self.vocab.pad_id)
         finished = live & (ends.any(dim=1) | ((s + 1) * self.k >= self.budget))
         if self.history is not None:
             text = self._text()
-            for r in taking.tolist():
+            for r in rows[live].tolist():
                 self.history[r].append(text[r])
         self.live = live & ~finished
-        n_live = int(self.live.sum())
+        n_live = int(self.live.sum())  # the one wait for the device per step: the loop must know
         if n_live == 0 or s + 1 == self.n_steps:
             return False
         if worth_compacting(len(rows) - n_live, len(rows)):
@@ -205,14 +203,14 @@ class _Decoding:
         ids = out.masked_fill(after, self.vocab.pad_id)
         # stage 2: one generator pass per step (the head's samples share it); stage 1 has none, and
         # counts the decoder's
-        nfe = self.steps.clone()
+        steps = self.steps.cpu()
         return Prediction(
             ids=ids,
             lengths=lengths,
-            steps=self.steps.clone(),
-            nfe=nfe,
+            steps=steps,
+            nfe=steps.clone(),
             history=self.history,
-            counters={"decoder_passes": self.steps.clone()},
+            counters={"decoder_passes": steps.clone()},
         )
 
 
