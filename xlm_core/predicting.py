@@ -15,6 +15,8 @@ Before the body runs, the decorator
 
 1. turns ``settings`` into the family's settings class (:func:`as_settings`);
 2. checks there is one seed per prompt, raising ``ValueError`` (a caller's bug);
+   where the ``xlm`` command's thread policy adapts, lets it look at the machine
+   (``xlm_core.threads.adapt_threads``);
 3. enters ``torch.inference_mode()``: decoding never needs gradients;
 4. puts the model in eval mode, so dropout cannot make a sample depend on more than
    its seed, and restores the model's previous mode afterwards, even on error;
@@ -36,6 +38,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from xlm_core.components import Prediction
+from xlm_core.threads import adapt_threads
 
 S = TypeVar("S", bound=BaseModel)
 PredictMethod = Callable[..., Prediction]
@@ -102,6 +105,7 @@ def predict_preamble(settings_class: type[BaseModel]) -> Callable[[PredictMethod
         def wrapper(self, model, prompts, *, settings, seeds, record_steps=False):
             settings = as_settings(settings_class, settings)
             check_seeds(prompts, seeds)
+            adapt_threads()  # run on the cores other processes leave free (xlm_core/threads.py)
             with torch.inference_mode(), evaluating(model):
                 prediction = predict(
                     self, model, prompts, settings=settings, seeds=seeds, record_steps=record_steps

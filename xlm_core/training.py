@@ -25,6 +25,7 @@ from xlm_core.components import Batch, DataShape, Vocab
 from xlm_core.data.datamodule import EvalBatch, PromptBatch, derived_seed
 from xlm_core.errors import renamed_attributes
 from xlm_core.metrics import Totals
+from xlm_core.threads import adapt_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from xlm_core.config import RunConfig
@@ -152,6 +153,10 @@ class XLMModule(L.LightningModule):
             for name, value in out.metrics.items():
                 self.log(f"train/{name}", value, batch_size=size, sync_dist=True)
         return out.loss
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if self.device.type == "cpu":
+            adapt_threads()  # run on the cores other processes leave free (xlm_core/threads.py)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         # the compiled backward is built at the first backward pass, and may fail there
