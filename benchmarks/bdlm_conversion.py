@@ -9,7 +9,9 @@
 4. Decoding speed at batch 1 and 16, the same length budget for both: BDLM (B = 4, KV
    cache, threshold decoding) against ARLM (KV cache): generated tokens per second; and
    the quality of those samples: generative perplexity under the teacher and unigram
-   entropy, for the converted BDLM and for the teacher's own samples.
+   entropy, for the converted BDLM and for the teacher's own samples; and the same for the
+   converted BDLM at lower thresholds (more tokens per pass, worse samples), the trade-off
+   threshold decoding offers.
 5. Block size: B in {1, 2, 4, 8, 16}, each converted from the teacher and trained N/5
    steps: bound / NLL and tokens/s, plotted into ``docs/images/bdlm_block_size.png``.
 
@@ -54,6 +56,7 @@ PLOT = ROOT / "docs" / "images" / "bdlm_block_size.png"
 BLOCK_SIZES = (1, 2, 4, 8, 16)
 CONVERTED_B = 4
 BDLM_DECODING = {"sampler": "threshold", "threshold": 0.9, "kv_cache": True}
+THRESHOLDS = (0.9, 0.7, 0.5, 0.3)  # the converted BDLM's speed/quality trade-off
 ARLM_DECODING = {"kv_cache": True}
 
 #: (model and task settings, teacher steps, test examples scored, rows decoded at batch 1 / 16)
@@ -156,6 +159,21 @@ def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> di
     return {key: figures.get(key) for key in keys}
 
 
+def threshold_row(pipeline: Any, teacher: Any, taught: dict[str, Any], tau: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Speed and sample quality of ``pipeline`` at threshold ``tau``, each also as a ratio to the teacher's."""
+    settings = {**BDLM_DECODING, "threshold": tau}
+    rows = speed(pipeline, settings, args)
+    q = quality(pipeline, teacher, settings, args.judged)
+    return {
+        "threshold": tau,
+        "speed": rows,
+        "tokens_per_s_over_teacher": [r["tokens_per_s"] / a["tokens_per_s"] for r, a in zip(rows, taught["speed"], strict=True)],
+        "quality": q,
+        "gen_ppl_over_teacher": q["gen_ppl"] / taught["quality"]["gen_ppl"],
+        "entropy_over_teacher": q["entropy"] / taught["quality"]["entropy"],
+    }
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     n = args.steps
     teacher = xlm_core.load(trained(args, "arlm-teacher", "arlm", n), device=args.device)
@@ -184,6 +202,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     t, c = report["teacher"]["quality"], report["converted"]["quality"]
     report["converted"]["gen_ppl_over_teacher"] = c["gen_ppl"] / t["gen_ppl"]
     report["converted"]["entropy_over_teacher"] = c["entropy"] / t["entropy"]
+    report["thresholds"] = [threshold_row(converted, teacher, report["teacher"], tau, args) for tau in THRESHOLDS]
     report["block_sizes"] = sweep
     return report
 
@@ -206,6 +225,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right.set(xscale="log", yscale="log", xlabel="block size B", ylabel="tokens/s", title="decoding (KV cache, threshold 0.9)")
     for axis in (left, right):
         axis.set_xticks(blocks, [str(b) for b in blocks])
+        axis.minorticks_off()  # a log axis would label its minor ticks too (3x10^0 ...)
         axis.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +247,16 @@ def print_tables(report: dict[str, Any]) -> None:
     print(f"| test data | {tq['data_gen_ppl']:.1f} | {tq['data_entropy']:.2f} | |")
     for label, q in (("ARLM teacher", tq), ("BDLM B=4, converted", cq)):
         print(f"| {label} | {q['gen_ppl']:.1f} | {q['entropy']:.2f} | {q['mean_length']:.1f} |")
+    print(
+        "\n| BDLM B=4, converted, threshold | tokens/s ÷ ARLM, batch 1 | batch 16 | nfe/token | gen-PPL ÷ ARLM's | entropy ÷ ARLM's |"
+        "\n|---:|---:|---:|---:|---:|---:|"
+    )
+    for r in report["thresholds"]:
+        b1, b16 = r["tokens_per_s_over_teacher"]
+        print(
+            f"| {r['threshold']} | {b1:.2f} | {b16:.2f} | {r['speed'][1]['nfe_per_token']:.2f} | "
+            f"{r['gen_ppl_over_teacher']:.2f} | {r['entropy_over_teacher']:.2f} |"
+        )
     print("\n| B | bound ÷ NLL | tokens/s batch 1 | tokens/s batch 16 |\n|---:|---:|---:|---:|")
     for r in report["block_sizes"]:
         print(f"| {r['block_size']} | {r['bound_over_nll']:.3f} | {r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |")
