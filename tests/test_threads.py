@@ -141,3 +141,31 @@ def test_adapt_threads_follows_the_free_cores_within_the_starting_count(tmp_path
         assert threads.adapt_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="needs two cores to compare one thread with two")
+def test_the_thread_count_does_not_change_a_training_step_or_its_logits():
+    # Adapting the count between steps must not change results: the forward pass, the loss and
+    # every gradient of a model big enough for torch to split its work come out bit for bit the same.
+    from xlm_core.nn.transformer import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(4096, d_model=128, n_layers=2, n_heads=4, causal=True)
+    ids = torch.randint(0, 4096, (16, 64))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            model.zero_grad()
+            logits = model.logits(model(ids))
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten()
+            )
+            loss.backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+            results.append((logits.detach(), loss.detach(), grads))
+    finally:
+        torch.set_num_threads(before)
+    (l2, loss2, g2), (l1, loss1, g1) = results
+    assert torch.equal(l2, l1) and torch.equal(loss2, loss1) and torch.equal(g2, g1)
