@@ -13,6 +13,10 @@ For each seed and each family found by the plugin registry (``xlm plugins list``
     --metric default --metric brier`` at temperature 1, each family's default sampler: per-token
     NLL with its kind (exact, bound, none), BrierLM, gen-PPL, unigram entropy and samples/s.
 
+A family that trains in stages (a ``model.stage`` setting, plugin API 1.2: CALM) trains every
+stage for the same budget, each stage after the first ``--init-from`` the one before; its training
+seconds are the stages' sum.
+
 It prints two markdown tables (mean ± std over the seeds), writes the JSON (the commands, seeds,
 budgets, wall times and whether other work shared the machine) and two plots: accuracy vs NFE per
 family and sampler, and validation curves (the runs' ``logs/version_N/metrics.csv``) against
@@ -63,6 +67,7 @@ from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.continuation import continues_prompts  # noqa: E402
 from xlm_core.plugins import get_registry  # noqa: E402
 from xlm_core.runner import train as run_training  # noqa: E402
+from xlm_core.threads import CoreWatch  # noqa: E402
 
 ROOT = _star.ROOT
 RESULTS = ROOT / "benchmarks" / "results"
@@ -180,31 +185,78 @@ def sampler_grid(family: str, greedy: bool) -> list[tuple[str, dict[str, Any]]]:
     return [(choice, {"sampler": choice}) for choice in choices]
 
 
+def stages(family: str) -> list[str | None]:
+    """The values of the family's ``model.stage`` setting, in the order it declares them (plugin
+    API 1.2, docs/plugins.md 2.8: CALM's autoencoder, then generator); ``[None]`` for a family
+    that trains in one run."""
+    info = get_registry().get(family).manifest.config.model_fields.get("stage")
+    choices = [c for c in typing.get_args(info.annotation) if isinstance(c, str)] if info else []
+    return choices or [None]
+
+
 def train(family: str, task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train one run (or reuse it when finished): its command, seconds and validation clock."""
+    """Train one run (or reuse it when finished): its command, seconds and validation clock.
+
+    A family that trains in stages trains each for the same budget, each stage but the first
+    ``--init-from`` the one before; the record sums their steps and seconds, and its validation
+    clock is the last stage's, counted from the start of the first."""
     run_dir = args.work / task / f"{family}-seed{seed}"
+    preset, items = train_plan(family, task, seed, args)
+    parts, previous = [], None
+    for stage in stages(family):
+        last = stage == stages(family)[-1]
+        stage_dir = run_dir if last else run_dir.with_name(f"{run_dir.name}-{stage}")
+        extra = [] if stage is None else [f"model.stage={stage}"]
+        # a stage trained anew makes every later one stale, whatever their commands say
+        reuse = all(part["reused"] for part in parts)
+        parts.append(
+            train_stage(family, task, preset, [*items, *extra], stage_dir, previous, reuse)
+        )
+        previous = stage_dir / "final"
+    offset = sum(part["train_seconds"] for part in parts[:-1])
+    return {
+        "family": family, "task": task, "seed": seed,
+        "command": " && ".join(part["command"] for part in parts),
+        "steps": sum(part["steps"] for part in parts),
+        "train_seconds": sum(part["train_seconds"] for part in parts),
+        "val_clock": [{**tick, "seconds": tick["seconds"] + offset} for tick in parts[-1]["val_clock"]],
+        "parameters": parts[-1]["parameters"],
+    }  # fmt: skip
+
+
+def train_stage(
+    family: str,
+    task: str,
+    preset: str,
+    items: list[str],
+    run_dir: Path,
+    init_from: Path | None,
+    reuse: bool = True,
+) -> dict[str, Any]:
+    """Train one run into ``run_dir`` (or, with ``reuse``, take it when finished with the same
+    command); ``reused`` in the record says which."""
     # beside the run, not in it: xlm refuses to overwrite a directory holding files it did not write
     record_file = run_dir.with_suffix(".train.json")
-    preset, items = train_plan(family, task, seed, args)
+    start_from = [] if init_from is None else ["--init-from", str(init_from)]
     command = ["xlm", "train", "--plugin", family, "--preset", preset, "--task", task,
-               *sets(items), "--out", str(run_dir), "--overwrite"]  # fmt: skip
-    if record_file.is_file() and (run_dir / "final" / "model.safetensors").is_file():
+               *sets(items), *start_from, "--out", str(run_dir), "--overwrite"]  # fmt: skip
+    if reuse and record_file.is_file() and (run_dir / "final" / "model.safetensors").is_file():
         record = json.loads(record_file.read_text())
         if record["command"] == shown(command):  # the same budget and settings: reuse it
-            return record
+            return {**record, "reused": True}
     run_dir.with_suffix(".eval.json").unlink(missing_ok=True)  # it measured the run replaced here
     print("$ " + shown(command), file=sys.stderr, flush=True)
     config = resolve_run_config(family, preset=preset, task=task, sets=items)
     clock = ValClock()
     result = run_training(config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False,
-                          callbacks=[clock])  # fmt: skip
+                          callbacks=[clock], init_from=init_from)  # fmt: skip
     record = {
-        "family": family, "task": task, "seed": seed, "command": shown(command),
-        "steps": result.steps, "train_seconds": result.seconds, "val_clock": clock.ticks,
+        "command": shown(command), "steps": result.steps, "train_seconds": result.seconds,
+        "val_clock": clock.ticks,
         "parameters": sum(p.numel() for p in xlm_core.load(result.checkpoint, device="cpu").model.parameters()),
     }  # fmt: skip
     record_file.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return {**record, "reused": False}
 
 
 def evaluate_star(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -289,23 +341,19 @@ class MachineShare:
 
     The load average counts this benchmark's own threads, so it cannot say whether the machine
     was otherwise idle; the CPU time all processes spent (``/proc/stat``) minus this process's own
-    can. ``machine_idle`` is the convention of the other benchmarks' JSON: others used under 5%
-    of the cores' time.
+    can (``CoreWatch``, what xlm's thread policy measures too). ``machine_idle`` is the convention
+    of the other benchmarks' JSON: others used under 5% of the cores' time.
     """
 
     def __init__(self) -> None:
         self.load_before = os.getloadavg()
-        self.start, self.busy = time.perf_counter(), self._busy_seconds()
+        self.start = time.perf_counter()
         self.own = self._own_seconds()
-
-    @staticmethod
-    def _busy_seconds() -> float | None:
+        cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
         try:
-            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+            self.watch: CoreWatch | None = CoreWatch(cpus) if cpus else None
         except (OSError, ValueError):
-            return None  # not Linux: only the load averages are recorded
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+            self.watch = None  # not Linux: only the load averages are recorded
 
     @staticmethod
     def _own_seconds() -> float:
@@ -313,17 +361,16 @@ class MachineShare:
         return usage.ru_utime + usage.ru_stime
 
     def summary(self) -> dict[str, Any]:
-        wall, busy = time.perf_counter() - self.start, self._busy_seconds()
-        own = self._own_seconds() - self.own
-        others = None if busy is None or self.busy is None else max(0.0, busy - self.busy - own)
-        cores = os.cpu_count() or 1
-        share = None if others is None else others / (wall * cores)
+        wall, own = time.perf_counter() - self.start, self._own_seconds() - self.own
+        busy_cores = None if self.watch is None else self.watch.others_busy()
+        cores = len(self.watch.cpus) if self.watch is not None else os.cpu_count() or 1
+        share = None if busy_cores is None else busy_cores / cores
         return {
             "cores": cores, "torch_threads": torch.get_num_threads(),
             "load_average_before": [round(x, 2) for x in self.load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "cpu_seconds_own": round(own, 1),
-            "cpu_seconds_others": None if others is None else round(others, 1),
+            "cpu_seconds_others": None if busy_cores is None else round(busy_cores * wall, 1),
             "others_share_of_cores": None if share is None else round(share, 3),
             "machine_idle": None if share is None else share < 0.05,
         }  # fmt: skip
