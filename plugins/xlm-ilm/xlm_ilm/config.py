@@ -86,7 +86,7 @@ class ILMSettings(PredictorSettings):
 
 #: The shared presets; ILM's star recipe adds a token shift (each position also reads its
 #: neighbours' tokens before attention, as for MDLM): the lookup along an edge then appears around
-#: step 3,000 instead of 9,000-12,000, and 14,000 steps (about 18 minutes on an idle 2-core CPU)
+#: step 3,000 instead of 9,000-12,000, and 14,000 steps (11m27s on an idle 2-core CPU)
 #: reach >= 99% on star-easy's test split (docs/benchmarks.md, "Star-easy: the star recipe").
 PRESETS: dict[str, dict[str, Any]] = standard_presets(
     star={"model": {"token_shift": True}, "training": {"max_steps": 14000}}
