@@ -71,6 +71,32 @@ def test_everything_deleted_is_credited_to_the_bos_gap():
     assert counts.sum().item() == 3 and counts[0, 1].sum().item() == 3
 
 
+def test_a_batch_holds_each_row_as_collated_alone():
+    # prompts and targets of different lengths (one target empty): the batch is computed at
+    # once, so check that no row reads another's positions
+    examples = [
+        Example((5, 6), (10, 11, 12, 13, 14)),
+        Example((), (9,)),
+        Example((7, 8, 5), ()),
+        Example((5,), (10, 11, 10, 12)),
+    ]
+    dropped = [[1, 2, 4], [0], [], [0, 3]]
+    batch = _collate(examples, dropped)
+    assert batch.needs_mask
+    for row, (example, positions) in enumerate(zip(examples, dropped, strict=True)):
+        alone = _collate([example], [positions])
+        width = alone.input_ids.shape[1]
+        assert batch.input_ids[row, :width].tolist() == alone.input_ids[0].tolist()
+        assert (batch.input_ids[row, width:] == VOCAB.pad_id).all()
+        assert batch.attention_mask[row].tolist() == [
+            c < width for c in range(batch.input_ids.shape[1])
+        ]
+        assert batch.targets[row, :width].tolist() == alone.targets[0].tolist()
+        assert (batch.targets[row, width:] == IGNORE_INDEX).all()
+        assert _credited(batch, row) == _credited(alone, 0)
+        assert batch.extras["stop"][row] == alone.extras["stop"][0]
+
+
 def test_prompt_is_never_deleted_and_padding_is_masked():
     examples = [Example((5, 6, 7, 8), (10, 11, 12, 13, 14, 15)), Example((), (9,))]
     generator = torch.Generator().manual_seed(3)
