@@ -44,7 +44,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finish, machine_facts  # noqa: E402
+from _results import finish, machine_facts, tokens_per_s  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -177,42 +177,13 @@ def brier_lm(pipeline: Any, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def tokens_per_s(pipeline: Any, batch: int, rows: int) -> dict[str, Any]:
-    """Generated tokens per second decoding ``rows`` empty prompts ``batch`` at a time (best of two)."""
+def speed(pipeline: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = pipeline.settings(
         **DECODING_OF[pipeline.family.name], max_new_tokens=pipeline.shape.target_length
     )
-    prompts, seeds = [[] for _ in range(rows)], list(range(rows))
-    with pipeline.autocast():  # warm-up
-        pipeline.predictor.predict(
-            pipeline.model, prompts[:batch], settings=settings, seeds=seeds[:batch]
-        )
-    best, tokens, nfe = float("inf"), 0, 0
-    for _ in range(2):
-        start, tokens, nfe = time.perf_counter(), 0, 0
-        with pipeline.autocast():
-            for i in range(0, rows, batch):
-                pred = pipeline.predictor.predict(
-                    pipeline.model,
-                    prompts[i : i + batch],
-                    settings=settings,
-                    seeds=seeds[i : i + batch],
-                )
-                tokens, nfe = tokens + int(pred.lengths.sum()), nfe + int(pred.nfe.sum())
-        if pipeline.device.type == "cuda":
-            torch.cuda.synchronize(pipeline.device)
-        best = min(best, time.perf_counter() - start)
-    return {
-        "batch": batch,
-        "tokens_per_s": tokens / best,
-        "mean_length": tokens / rows,
-        "nfe_per_token": nfe / max(tokens, 1),
-    }
-
-
-def speed(pipeline: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     return [
-        tokens_per_s(pipeline, batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)
+        tokens_per_s(pipeline, settings, batch, rows)
+        for batch, rows in zip((1, 16), args.rows, strict=True)
     ]
 
 

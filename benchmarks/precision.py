@@ -1,6 +1,6 @@
 """bf16 on the CPU: what `precision: auto` buys where the CPU has native bf16, and what it costs in loss.
 
-Four measurements, each comparing `training.precision=auto` (bf16 autocast on a
+Five measurements, each comparing `training.precision=auto` (bf16 autocast on a
 CPU with AMX or AVX512-BF16, fp32 elsewhere) with `training.precision=32` in one run:
 
 * matmul: GFLOP/s of one bf16 and one fp32 product of the reference model's MLP shape;
@@ -9,6 +9,10 @@ CPU with AMX or AVX512-BF16, fp32 elsewhere) with `training.precision=32` in one
   batch 64), timed over the same steps, the two settings alternating, median of the
   per-pair ratios (goals: <= 0.40 and <= 0.50);
 * sampling: samples/s of MDLM and ARLM at batch 64, alternating (goal: >= 1.5);
+* decoding: bf16 / fp32 decoding speed by the width of a forward pass (ARLM with its KV
+  cache at batch 1 to 64, one position a row; MDLM at batch 1 and 4, whole rows), for the
+  reference model and the tiny text model, which sets where ``auto`` starts decoding in
+  bf16 (``CPU_BF16_MIN_PASS``);
 * loss parity: the same training (same seed, same batches) in each precision, and the
   validation loss after the same number of steps (goal: within 2%).
 
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -44,7 +49,15 @@ from xlm_core.runner import train  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "precision.json"
 REFERENCE = ["model.d_model=384", "model.n_layers=4", "model.n_heads=6", "model.dropout=0.1"]
-PARTS = ("matmul", "reference_step", "text_step", "sampling", "parity_reference", "parity_text")
+PARTS = (
+    "matmul",
+    "reference_step",
+    "text_step",
+    "sampling",
+    "decoding",
+    "parity_reference",
+    "parity_text",
+)
 GOALS = {"reference_step": 0.40, "text_step": 0.50, "sampling": 1.5, "parity": 0.02}
 
 
@@ -77,7 +90,9 @@ def run(sets: list[str], precision: str, steps: int, *, clock: StepClock | None 
     )
     out = Path(tempfile.mkdtemp(prefix="xlm-precision-")) / "run"
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        train(config, run_dir=out, progress=False, evaluate=False, callbacks=[clock] if clock else [])
+        train(
+            config, run_dir=out, progress=False, evaluate=False, callbacks=[clock] if clock else []
+        )
     return out
 
 
@@ -94,29 +109,55 @@ def step_ratio(sets: list[str], repeats: int, steps: int, warmup: int = 3) -> di
     return {"s_per_step": times, "ratios": ratios, "median_ratio": statistics.median(ratios)}
 
 
-def sampling_ratio(plugin: str, repeats: int, batch: int = 64) -> dict:
-    """samples/s of one checkpoint decoded in fp32 and under the `auto` policy, alternating."""
+def untrained(plugin: str, sets: list[str] = REFERENCE) -> Any:
+    """A checkpoint of ``plugin`` (the reference size unless ``sets`` say otherwise) after one fp32
+    step, loaded on the CPU."""
     import xlm_core
 
-    config_sets = [*REFERENCE, "training.max_steps=1", "eval.val_predict_limit=0"]
+    config_sets = [*sets, "training.max_steps=1", "eval.val_predict_limit=0"]
     config = resolve_run_config(plugin, sets=[*config_sets, "training.precision=32"])
     out = Path(tempfile.mkdtemp(prefix="xlm-sampling-")) / "run"
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         train(config, run_dir=out, progress=False, evaluate=False)
-    pipeline = xlm_core.load(out, device="cpu")
+    return xlm_core.load(out, device="cpu")
+
+
+def sampling_ratio(pipeline: Any, repeats: int, batch: int = 64, against: str = "auto") -> dict:
+    """samples/s of ``pipeline`` decoding ``batch`` rows at a time in fp32 and under precision
+    ``against`` (``xlm generate``'s choice for that batch), alternating."""
     pipeline.run_config.eval.batch_size = batch
-    speed: dict[str, list[float]] = {"auto": [], "32": []}
-    for precision in ("32", "auto"):  # warm-up: the first call of each dtype prepares its kernels
+    speed: dict[str, list[float]] = {against: [], "32": []}
+    for precision in ("32", against):  # warm-up: the first call of each dtype prepares its kernels
         pipeline.run_config.training.precision = precision
         pipeline.generate(num_samples=batch, seed=1)
     for _ in range(repeats):
-        for precision in ("32", "auto"):
+        for precision in ("32", against):
             pipeline.run_config.training.precision = precision
             start = time.perf_counter()
             pipeline.generate(num_samples=batch, seed=0)
             speed[precision].append(batch / (time.perf_counter() - start))
-    ratios = [a / b for a, b in zip(speed["auto"], speed["32"], strict=True)]
+    ratios = [a / b for a, b in zip(speed[against], speed["32"], strict=True)]
     return {"samples_per_s": speed, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
+def decoding(repeats: int, batches: tuple[int, ...], sizes: dict[str, list[str]]) -> dict:
+    """bf16 / fp32 decoding speed by the width of a pass (rows x positions per row): ARLM with its
+    KV cache (one position a row) and MDLM (the whole row) at each batch size, for each model of
+    ``sizes``; where bf16 starts to pay sets ``xlm_core.devices.CPU_BF16_MIN_PASS``."""
+    out = {}
+    for size, sets in sizes.items():
+        for plugin in ("arlm", "mdlm"):
+            pipeline = untrained(plugin, sets)
+            per_row = pipeline.positions_per_pass(pipeline.settings())
+            for batch in batches if plugin == "arlm" else batches[:2]:
+                result = sampling_ratio(pipeline, repeats, batch, against="bf16-mixed")
+                out[f"{size}_{plugin}_batch{batch}"] = {"positions": batch * per_row, **result}
+                print(
+                    f"{size} {plugin} batch {batch} ({batch * per_row} positions a pass) "
+                    f"bf16/fp32: {result['median_ratio']:.2f}",
+                    flush=True,
+                )
+    return out
 
 
 def val_loss(run_dir: Path) -> float:
@@ -188,9 +229,15 @@ def main() -> None:
             report[name] = step_ratio(sets, args.repeats, args.steps)
             print(f"{name} auto/fp32: {report[name]['median_ratio']:.2f}", flush=True)
     if "sampling" in parts:
-        report["sampling"] = {p: sampling_ratio(p, args.repeats) for p in ("mdlm", "arlm")}
+        report["sampling"] = {
+            p: sampling_ratio(untrained(p), args.repeats) for p in ("mdlm", "arlm")
+        }
         for plugin, result in report["sampling"].items():
             print(f"{plugin} sampling auto/fp32: {result['median_ratio']:.2f}", flush=True)
+    if "decoding" in parts:
+        batches = (1, 2) if args.quick else (1, 4, 16, 32, 64)
+        sizes = {"reference": REFERENCE, "tiny_text": text}
+        report["decoding"] = decoding(args.repeats, batches, sizes)
     for name, sets in (("reference", reference), ("text", text_batches)):
         if f"parity_{name}" in parts:
             result = report.setdefault("parity", {})[name] = parity(sets, args.parity_steps)

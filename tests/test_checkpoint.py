@@ -64,7 +64,7 @@ def test_layout_and_record(checkpoint, parts):
         "name": "arlm",
         "distribution": "xlm-arlm",
         "version": meta["plugin"]["version"],
-        "api_version": "1.1",  # what arlm targets, not the core's newer 1.2
+        "api_version": get_registry().get("arlm").manifest.api_version,  # what arlm targets
     }
     assert meta["run_config"] == config.dump()
     assert meta["task_info"]["kind"] == "prompted"

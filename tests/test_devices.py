@@ -96,6 +96,49 @@ def test_auto_precision_on_a_cpu_depends_on_native_bf16_and_model_size(monkeypat
     assert not isinstance(inference_autocast(torch.device("cpu"), "auto", reference), torch.autocast)
 
 
+def test_auto_decodes_narrow_passes_in_fp32_on_a_cpu(monkeypatch):
+    from xlm_core.devices import CPU_BF16_MIN_PASS, inference_autocast
+
+    cpu, reference = torch.device("cpu"), 384 * 1536
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: True)
+    big, small = CPU_BF16_MIN_PASS, CPU_BF16_MIN_PASS - 1
+    assert isinstance(inference_autocast(cpu, "auto", reference, pass_size=big), torch.autocast)
+    assert not isinstance(inference_autocast(cpu, "auto", reference, pass_size=small), torch.autocast)
+    # asked for by name, bf16 is kept whatever the pass
+    assert isinstance(inference_autocast(cpu, "bf16-mixed", reference, pass_size=1), torch.autocast)
+
+
+@pytest.mark.parametrize(
+    ("family", "sets", "width"),
+    [
+        ("arlm", (), "one"),  # one position a step with the KV cache
+        ("arlm", ("predictor.kv_cache=false",), "row"),
+        ("mdlm", (), "row"),  # no declaration: the whole row
+        ("bdlm", ("model.block_size=2",), "block"),
+    ],
+)
+def test_decoding_passes_declare_their_width_to_the_precision_policy(
+    family, sets, width, untrained_pipeline, monkeypatch
+):
+    from xlm_core.devices import CPU_BF16_MIN_PASS
+
+    config = resolve_run_config(
+        family, sets=["model.d_model=256", "model.n_heads=4", "model.n_layers=1", *sets]
+    )
+    pipe = untrained_pipeline(family, config)
+    settings = pipe.settings()
+    row = pipe.shape.prompt_length + pipe.shape.target_length + 1  # BOS or EOS: one more
+    per_row = {"one": 1, "row": row, "block": 2}[width]
+    assert pipe.positions_per_pass(settings) == per_row
+    monkeypatch.setattr("xlm_core.devices.cpu_native_bf16", lambda: True)
+    layer = 256 * 1024  # d_model x d_ff: big enough for bf16 training (CPU_BF16_MIN_MATMUL)
+    rows_needed = -(-CPU_BF16_MIN_PASS // (per_row * layer))  # the fewest rows decoded in bf16
+    assert isinstance(pipe.autocast(settings, rows_needed), torch.autocast)
+    if rows_needed > 1:
+        assert not isinstance(pipe.autocast(settings, rows_needed - 1), torch.autocast)
+    assert isinstance(pipe.autocast(), torch.autocast)  # scoring: whole batches of sequences
+
+
 def test_devices_auto_asks_lightning_for_one_device_not_every_gpu(monkeypatch, tmp_path):
     # Lightning's own "auto" would start DDP on every GPU of the node and multiply the
     # global batch at the same learning rate; several devices are asked for explicitly.

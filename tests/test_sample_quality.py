@@ -227,6 +227,11 @@ def test_the_optional_flags_are_checked_when_a_predictor_is_resolved():
     assert contract_violation("predictor", Predictor) is None
     Predictor.left_to_right = 1
     assert "left_to_right must be a bool" in contract_violation("predictor", Predictor)
+    Predictor.left_to_right = True
+    Predictor.positions_per_pass = 1
+    assert "positions_per_pass" in contract_violation("predictor", Predictor)
+    Predictor.positions_per_pass = lambda self, settings: 1
+    assert contract_violation("predictor", Predictor) is None
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -242,6 +242,12 @@ class Predictor(Protocol):
     ``left_to_right: bool`` (absent: False): True promises that ``max_new_tokens`` only stops a
     row (its first k tokens are the same under any budget of at least k), so rows that need
     different budgets may share a call (the conformance kit checks the promise).
+
+    One optional method (plugin API 1.3) tells the precision policy more:
+    ``positions_per_pass(settings) -> int`` (absent: the whole row, prompt and length budget):
+    how many positions of one row a forward pass computes when decoding with ``settings``.
+    ``precision: auto`` on a CPU decodes in fp32 when rows x this is small (a cached
+    left-to-right step at batch 1), where bf16 would be slower.
     """
 
     def step_budget(self, settings: Any) -> int:
@@ -287,6 +293,8 @@ def contract_violation(kind: str, obj: Any) -> str | None:
         for flag, default in (("continues_prompts", True), ("left_to_right", False)):
             if not isinstance(getattr(obj, flag, default), bool):
                 return f"{flag} must be a bool (True or False)"
+        if hasattr(obj, "positions_per_pass") and not callable(obj.positions_per_pass):
+            return "positions_per_pass, where defined, must be a method positions_per_pass(settings) -> int"
     try:
         params = [
             p

@@ -153,15 +153,27 @@ def lightning_precision(training: Any, size: int | None = None) -> str:
     return training.precision
 
 
+#: On a CPU, ``auto`` decodes in bf16 only when a forward pass is at least this big: the positions
+#: it computes (rows x positions per row) x a layer's matrix (d_model x d_ff, :func:`matmul_size`
+#: without the vocabulary). A smaller pass, such as a cached left-to-right step of a small model at
+#: batch 1, is a few matrix-vector products, slower in bf16 than in fp32. Measured in
+#: benchmarks/precision.py ("decoding"): the tiny text model (128 x 512) decodes at 0.66x and 0.87x
+#: the fp32 speed in bf16 with 1 and 4 rows (passes of 65k and 262k), 1.09x with 16 (1.0M); the
+#: reference model (384 x 1,536) at 1.16x with one row (590k) and 2.46x with 64.
+CPU_BF16_MIN_PASS = 512 * 1024
+
+
 def inference_autocast(
-    device: torch.device, precision: str, size: int | None = None
+    device: torch.device, precision: str, size: int | None = None, pass_size: int | None = None
 ) -> contextlib.AbstractContextManager:
     """bf16 autocast for sampling and scoring where the run's precision asks for it and it pays
-    (``size``: :func:`matmul_size`)."""
+    (``size``: :func:`matmul_size`; ``pass_size``: a decoding pass's positions x d_model x d_ff,
+    None for passes over whole batches of sequences, as scoring makes)."""
     if device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
     bf16 = (
         auto_uses_bf16(device.type, size, device)
+        and (device.type == "cuda" or pass_size is None or pass_size >= CPU_BF16_MIN_PASS)
         if precision == "auto"
         else precision == "bf16-mixed" and bf16_native_on(device.type, device)
     )

@@ -278,7 +278,7 @@ class Pipeline:
         size = self._chunk_size(settings, prompts)
         with (
             torch.no_grad(),
-            self.autocast(),
+            self.autocast(settings, min(size, len(prompts))),
             progress_bar(len(prompts), "sampling", progress) as bar,
         ):
             for start in range(0, len(prompts), size):
@@ -313,12 +313,34 @@ class Pipeline:
             device=self.device,
         )
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(
+        self, settings: Any = None, rows: int | None = None
+    ) -> contextlib.AbstractContextManager:
+        """bf16 autocast where the run's precision asks for it and it pays (``xlm_core.devices``).
+
+        Without arguments, for passes over whole batches of sequences (scoring). For decoding,
+        give the predictor ``settings`` and the ``rows`` decoded together: ``auto`` on a CPU
+        then keeps a small pass (:meth:`positions_per_pass` x ``rows`` positions of a small
+        model) in fp32.
+        """
+        pass_size = None
+        layer = matmul_size(self.run_config.model)  # d_model x d_ff
+        if settings is not None and layer is not None:
+            pass_size = (rows or 1) * self.positions_per_pass(settings) * layer
         return inference_autocast(
             self.device,
             self.run_config.training.precision,
             matmul_size(self.run_config.model, self.vocab.size),
+            pass_size,
         )
+
+    def positions_per_pass(self, settings: Any) -> int:
+        """Positions of one row that a decoding pass computes under ``settings``: the predictor's
+        own answer where it gives one (plugin API 1.3), else the whole row (prompt and budget)."""
+        declared = getattr(self.predictor, "positions_per_pass", None)
+        if declared is not None:
+            return declared(settings)
+        return self.shape.prompt_length + self.new_tokens(settings) + 1
 
 
 def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:

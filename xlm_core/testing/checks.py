@@ -70,10 +70,18 @@ def check_loss_finite_and_grads(setup: TinySetup) -> None:
 
 
 def check_predictor_terminates(setup: TinySetup) -> None:
-    """Within the step budget, within the length budget, no special tokens, PAD after the end."""
+    """Within the step budget, within the length budget, no special tokens, PAD after the end;
+    ``positions_per_pass``, where the predictor defines it, a positive int."""
     model = setup.model()
     pred = setup.predict(model, record_steps=True)
     assert_prediction(pred, setup, setup.settings, history=True)
+    declared = getattr(setup.predictor(), "positions_per_pass", None)
+    if declared is not None:
+        width = declared(setup.settings)
+        expect(
+            isinstance(width, int) and not isinstance(width, bool) and width > 0,
+            f"positions_per_pass(settings) returned {width!r}; it must be a positive int",
+        )
     # A smaller length budget must be honoured too (unless the caller fixed one).
     if setup.settings.max_new_tokens is None:
         short = setup.settings.model_copy(update={"max_new_tokens": 3})

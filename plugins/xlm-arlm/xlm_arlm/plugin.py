@@ -14,7 +14,7 @@ from xlm_core.plugins import ComponentRef, FamilyManifest, hookimpl
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="arlm",
-        api_version="1.1",
+        api_version="1.3",
         description="Autoregressive baseline: causal transformer, next-token loss, KV-cached decoding.",
         config=ARLMConfig,
         predictor_settings=ARLMSettings,

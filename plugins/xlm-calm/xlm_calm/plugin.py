@@ -14,7 +14,7 @@ from xlm_core.plugins import ComponentRef, FamilyManifest, hookimpl
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="calm",
-        api_version="1.2",
+        api_version="1.3",
         description="Continuous autoregressive LM (Shao et al. 2025): a chunk autoencoder (stage 1), then "
         "a transformer with an energy head predicting one vector per K tokens (stage 2, --init-from)",
         config=CALMConfig,

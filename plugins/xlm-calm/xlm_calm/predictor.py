@@ -61,6 +61,16 @@ class CALMPredictor:
         """One step per chunk: ceil(T / K)."""
         return math.ceil(self.length_budget(as_settings(CALMSettings, settings)) / self.k)
 
+    def positions_per_pass(self, settings: Any) -> int:
+        """Per row, the wider of a step's two passes (plugin API 1.3): the generator's (one chunk
+        with the cache, every chunk without) and the decoder's (K positions per pooled vector)."""
+        settings = as_settings(CALMSettings, settings)
+        pool_size = 1 if settings.temperature == 1 else settings.temperature_samples
+        chunks = 1
+        if not settings.kv_cache:
+            chunks = math.ceil((self.shape.prompt_length + 1) / self.k) + self.step_budget(settings)
+        return max(chunks, pool_size * self.k)
+
     @predict_preamble(CALMSettings)
     def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:
         return _Decoding(self, model, prompts, settings, seeds, record_steps).run()
