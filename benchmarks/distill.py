@@ -12,7 +12,9 @@ one mode per input instead of every mode of the data. For each task:
    ``--task distilled``;
 4. ``xlm eval --split test`` every model. Both arms are measured on the original test
    split (the distilled task keeps it): sequence and token accuracy (star), per-token
-   NLL (bound) and perplexity (text), and forward passes per sample (nfe).
+   NLL (bound) and perplexity (text), and forward passes per sample (nfe); on text also
+   BrierLM (``--metric brier``, sampled at temperature 1 whatever the family's default,
+   since two greedy continuations always agree), the one quality figure MLM has.
 
 Star-easy uses the ``star`` preset (docs/benchmarks.md); text the ``tiny`` preset for
 ``--text-steps`` steps on ``--corpus`` (the Python documentation by default,
@@ -43,6 +45,7 @@ from _corpus import add_corpus_argument, corpus_task
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
 STUDENTS = ("mlm", "mdlm")
+BRIER_KEYS = ("brier_1", "brier_2", "brier_3", "brier_4", "brier_lm", "brier_prefixes")
 XLM = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
 
 
@@ -68,10 +71,13 @@ def train(plugin: str, run_dir: Path, task: list[str], setting: dict[str, Any], 
     return final
 
 
-def evaluate(checkpoint: Path, limit: int) -> dict[str, Any]:
+def evaluate(checkpoint: Path, limit: int, brier: bool) -> dict[str, Any]:
     start = time.perf_counter()
-    metrics = json.loads(xlm("eval", "--checkpoint", str(checkpoint), "--split", "test",
-                             "--limit", str(limit), "--json"))  # fmt: skip
+    test = ["--checkpoint", str(checkpoint), "--split", "test", "--limit", str(limit), "--json"]
+    metrics = json.loads(xlm("eval", *test))
+    if brier:
+        drawn = json.loads(xlm("eval", *test, "--metric", "brier", *sets(["predictor.temperature=1"])))
+        metrics.update({key: drawn.get(key) for key in BRIER_KEYS})
     return {**metrics, "eval_seconds": time.perf_counter() - start}
 
 
@@ -100,12 +106,13 @@ def run_task(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     setting, root = task_settings(name, args), args.work / name
     teacher = train("arlm", root / "teacher-arlm", setting["task"], setting, args.quick)
     record = distill(teacher, name, root / "distilled", setting["limit"], setting["greedy"])
-    rows = [{**evaluate(teacher, args.limit), "task": name, "model": "arlm", "data": "original (teacher)"}]
+    brier = name == "text"
+    rows = [{**evaluate(teacher, args.limit, brier), "task": name, "model": "arlm", "data": "original (teacher)"}]
     arms = {"original": setting["task"], "distilled": ["--task", "distilled", *sets([f"task.path={root / 'distilled'}"])]}
     for plugin in STUDENTS:
         for arm, task in arms.items():
             final = train(plugin, root / f"{plugin}-{arm}", task, setting, args.quick)
-            rows.append({**evaluate(final, args.limit), "task": name, "model": plugin, "data": arm})
+            rows.append({**evaluate(final, args.limit, brier), "task": name, "model": plugin, "data": arm})
     for row in rows:
         row["distilled_examples"] = record["examples"]
     return rows
@@ -113,9 +120,10 @@ def run_task(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table docs/benchmarks.md quotes."""
-    lines = ["| task | model | trained on | seq acc | token acc | NLL | ppl | nfe |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| task | model | trained on | seq acc | token acc | NLL | ppl | Brier-1 | BrierLM | nfe |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        cells = [_cell(r.get(k)) for k in ("seq_acc", "token_acc", "nll", "ppl", "nfe")]
+        cells = [_cell(r.get(k)) for k in ("seq_acc", "token_acc", "nll", "ppl", "brier_1", "brier_lm", "nfe")]
         lines.append(f"| {r['task']} | {r['model']} | {r['data']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
