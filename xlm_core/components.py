@@ -244,10 +244,10 @@ class Predictor(Protocol):
     different budgets may share a call (the conformance kit checks the promise).
 
     One optional method (plugin API 1.3) tells the precision policy more:
-    ``positions_per_pass(settings) -> int`` (absent: the whole row, prompt and length budget):
-    how many positions of one row a forward pass computes when decoding with ``settings``.
-    ``precision: auto`` on a CPU decodes in fp32 when rows x this is small (a cached
-    left-to-right step at batch 1), where bf16 would be slower.
+    ``positions_per_pass(settings) -> int | None`` (absent or None: the whole row, prompt and
+    length budget): how many positions of one row a forward pass computes when decoding with
+    ``settings``. ``precision: auto`` on a CPU decodes in fp32 when rows x this x d_model x d_ff
+    is small (a cached left-to-right step at batch 1), where bf16 would be slower.
     """
 
     def step_budget(self, settings: Any) -> int:

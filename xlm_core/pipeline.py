@@ -338,9 +338,8 @@ class Pipeline:
         """Positions of one row that a decoding pass computes under ``settings``: the predictor's
         own answer where it gives one (plugin API 1.3), else the whole row (prompt and budget)."""
         declared = getattr(self.predictor, "positions_per_pass", None)
-        if declared is not None:
-            return declared(settings)
-        return self.shape.prompt_length + self.new_tokens(settings) + 1
+        positions = declared(settings) if declared is not None else None
+        return positions or self.shape.prompt_length + self.new_tokens(settings) + 1
 
 
 def load(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Pipeline:

@@ -71,7 +71,7 @@ def check_loss_finite_and_grads(setup: TinySetup) -> None:
 
 def check_predictor_terminates(setup: TinySetup) -> None:
     """Within the step budget, within the length budget, no special tokens, PAD after the end;
-    ``positions_per_pass``, where the predictor defines it, a positive int."""
+    ``positions_per_pass``, where the predictor defines it, a positive int or None."""
     model = setup.model()
     pred = setup.predict(model, record_steps=True)
     assert_prediction(pred, setup, setup.settings, history=True)
@@ -79,8 +79,9 @@ def check_predictor_terminates(setup: TinySetup) -> None:
     if declared is not None:
         width = declared(setup.settings)
         expect(
-            isinstance(width, int) and not isinstance(width, bool) and width > 0,
-            f"positions_per_pass(settings) returned {width!r}; it must be a positive int",
+            width is None or (isinstance(width, int) and not isinstance(width, bool) and width > 0),
+            f"positions_per_pass(settings) returned {width!r}; it must be a positive int or None "
+            "(the whole row)",
         )
     # A smaller length budget must be honoured too (unless the caller fixed one).
     if setup.settings.max_new_tokens is None:

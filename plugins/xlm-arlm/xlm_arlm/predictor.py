@@ -42,13 +42,10 @@ class ARLMPredictor:
         """Most steps a row can take: one per target token; EOS after a full target is never decoded."""
         return as_settings(ARLMSettings, settings).max_new_tokens or self.shape.target_length
 
-    def positions_per_pass(self, settings: Any) -> int:
+    def positions_per_pass(self, settings: Any) -> int | None:
         """With the cache a step computes one position per row (plugin API 1.3: ``auto``
-        precision keeps such narrow passes in fp32 on a CPU); without it, the whole row."""
-        settings = as_settings(ARLMSettings, settings)
-        if settings.kv_cache:
-            return 1
-        return self.shape.prompt_length + 1 + self.step_budget(settings)
+        precision keeps such narrow passes in fp32 on a CPU); without it, the whole row (None)."""
+        return 1 if as_settings(ARLMSettings, settings).kv_cache else None
 
     @predict_preamble(ARLMSettings)
     def predict(self, model, prompts, *, settings, seeds, record_steps=False) -> Prediction:

@@ -74,13 +74,10 @@ class BDLMPredictor:
             return sum(math.ceil(d / settings.k) for d in blocks)
         return sum(blocks)  # threshold decides at least one position per step
 
-    def positions_per_pass(self, settings: Any) -> int:
+    def positions_per_pass(self, settings: Any) -> int | None:
         """With the cache a denoising step runs the block's B positions per row (plugin API 1.3);
-        without it, the whole row."""
-        settings = as_settings(BDLMSettings, settings)
-        if settings.kv_cache:
-            return self.block
-        return self.shape.prompt_length + 1 + self.length_budget(settings)
+        without it, the whole row (None)."""
+        return self.block if as_settings(BDLMSettings, settings).kv_cache else None
 
     # -- decoding ---------------------------------------------------------------------------
 
