@@ -61,11 +61,9 @@ class BDLMConfig(MaskedDiffusionConfig):
         ge=0.0,
         le=8.0,
         description="Position-dependent masking (Efficient-DLM): position j of a block is masked at time "
-        "t^k_j with k_j = exp(-s (2 (j + 1/2) / B - 1)), so later positions are masked more often, as "
-        "left-to-right decoding leaves them; the NELBO weights follow. Known limitation: with s > 0 the "
-        "evaluated NELBO leaves out part of the later positions' range and is no bound (docs/families/bdlm.md); "
-        "compare NELBOs at 0. 0: every position alike. Needs "
-        "nelbo_estimator 'time'.",
+        "t^k_j with k_j = exp(2 s (B - 1 - j) / B), so earlier positions are masked less often than later "
+        "ones, as left-to-right decoding leaves them; the last follows the schedule, and the NELBO weights "
+        "follow by the chain rule (still a bound). 0: every position alike. Needs nelbo_estimator 'time'.",
     )
 
     @model_validator(mode="after")

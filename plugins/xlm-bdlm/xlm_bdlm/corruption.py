@@ -13,10 +13,13 @@ applied to a block instead of the window (``nelbo_estimator``):
   when its key is below its masking rate, weight -alpha'/(1 - alpha).
 
 Position-dependent masking (Efficient-DLM) gives position j of a block the schedule at
-time ``t^k_j``, ``k_j = exp(-s (2 (j + 1/2) / B - 1))``: a monotone bijection of [0, 1], so
-each position still runs from clean to masked, later positions (k_j < 1) masked sooner.
-Its weight follows from the chain rule, ``-alpha'(t^k) k t^(k-1) / (1 - alpha(t^k))``, and
-the NELBO stays a bound; the ancestral sampler unmasks each position by its own schedule.
+time ``t^k_j``, ``k_j = exp(2 s (B - 1 - j) / B)``: a monotone bijection of [0, 1], so each
+position still runs from clean to masked, earlier positions (k_j > 1) masked later. The
+last position has k = 1, so for t in [eps, 1] every position's masking time covers at
+least [eps, 1]: a k below 1 would leave part of that position's loss out of the NELBO
+(t^k stops at eps^k), and its weight, ``-alpha'(t^k) k t^(k-1) / (1 - alpha(t^k))`` by
+the chain rule, would grow faster than 1/t near 0. The ancestral sampler unmasks each
+position by its own schedule.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ class BlockSchedule:
 
     def __init__(self, schedule: NoiseSchedule, block: int, strength: float):
         self.schedule = schedule
-        centred = 2 * (torch.arange(block, dtype=torch.float64) + 0.5) / block - 1
+        steps_to_last = torch.arange(block - 1, -1, -1, dtype=torch.float64)
         # None: every position follows the schedule itself (exactly MDLM's numbers)
-        self.exponents = torch.exp(-strength * centred) if strength else None
+        self.exponents = torch.exp(2 * strength * steps_to_last / block) if strength else None
 
     def times(self, t: Tensor) -> Tensor:
         if self.exponents is None:
@@ -57,8 +60,10 @@ class BlockSchedule:
         """The NELBO weight of a masked position at block time t."""
         if self.exponents is None:
             return self.schedule.loss_weight(t)[..., None]
-        warped = self.times(t)
-        return self.schedule.loss_weight(warped) * self._exponents(t.device) * warped / t[..., None]
+        # t^k underflows to 0 for a large k at small t; that position is then never masked,
+        # but its weight must stay finite (0 * inf is NaN in the loss's weighted sum)
+        warped = self.times(t).clamp_min(1e-150)
+        return self.schedule.loss_weight(warped) * warped * self._exponents(t.device) / t[..., None]
 
     def unmask_probability(self, t: Tensor, s: Tensor) -> Tensor:
         """The chance that a position masked at time t is unmasked at s < t, position by position."""

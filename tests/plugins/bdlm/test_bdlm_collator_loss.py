@@ -108,6 +108,27 @@ def test_position_weights_are_minus_alpha_prime_over_the_mask_rate(name):
     assert (schedule.unmask_probability(t, torch.zeros_like(t)) == 1).all()
 
 
+@pytest.mark.parametrize("name", ["log-linear", "cosine"])
+@pytest.mark.parametrize("strength", [0.0, 1.0, 4.0])
+def test_every_position_scores_its_whole_masking_range(name, strength):
+    # Evaluation draws t ~ U[eps, 1]. A position is masked at rate r_j(t) with weight w_j(t);
+    # r_j * w_j = -d alpha(t^k_j) / dt integrates to alpha(eps^k_j) - alpha(1), i.e. 1 - O(eps)
+    # only when the position's masking time t^k_j reaches down to eps (k_j >= 1). Otherwise
+    # part of that position's loss is missing and the NELBO is no bound.
+    eps = 1e-3
+    schedule = BlockSchedule(make_schedule(name, eps), 8, strength)
+    t = eps + (1 - eps) * (torch.arange(200_000, dtype=torch.float64) + 0.5) / 200_000
+    covered = (schedule.mask_rates(t) * schedule.weights(t)).mean(0) * (1 - eps)
+    assert ((covered > 1 - 3 * eps) & (covered < 1)).all(), covered
+
+
+def test_weights_stay_finite_where_the_masking_time_underflows():
+    schedule = BlockSchedule(make_schedule("cosine", 1e-3), 16, strength=8.0)
+    t = torch.tensor([1e-3, 0.5], dtype=torch.float64)
+    assert schedule.mask_rates(t)[0, 0] == 0  # (1e-3)^(e^15): never masked...
+    assert torch.isfinite(schedule.weights(t)).all()  # ...and no NaN from 0 * inf in the loss
+
+
 def _block_nlls(model, stream, clean, b, block, pattern):
     """Summed -log p of the masked positions of block b, masked at ``pattern`` (the rest clean)."""
     noisy = clean.clone()
