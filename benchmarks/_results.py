@@ -9,9 +9,13 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from xlm_core.checkpoint import FINAL_DIR, CheckpointRecord
+from xlm_core.plugins import get_registry
 
 
 def machine_facts(device: str) -> dict[str, Any]:
@@ -23,6 +27,17 @@ def machine_facts(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "load_average_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+def finished_run(run_dir: Path, config: Any) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``config``: its ``final/`` checkpoint exists and
+    its recorded run config, read with today's defaults, is ``config``. A benchmark reuses such
+    a run; a changed preset, default or setting trains it anew instead of reusing a stale one."""
+    final = run_dir / FINAL_DIR
+    if not (final / "model.safetensors").is_file():
+        return False
+    record = CheckpointRecord.read(final)
+    return record.load_run_config(get_registry().get(config.plugin)) == config
 
 
 def tokens_per_s(pipeline: Any, settings: Any, batch: int, rows: int) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import finished_run
 
 import xlm_core
+from xlm_core.config import resolve_run_config
 from xlm_core.metrics import exact_match, token_matches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,24 +63,25 @@ def parse_star_args(parser: argparse.ArgumentParser, plugin: str) -> argparse.Na
 
 
 def train_star(plugin: str, run_dir: Path, quick: bool) -> Path:
-    """The checkpoint of a finished star-recipe run of ``plugin`` in ``run_dir``, training it first when there is none.
+    """The checkpoint of a finished star-recipe run of ``plugin`` in ``run_dir``, training it first
+    when there is none, or when the one there was trained with other settings (the recipe changed).
 
     ``quick`` trains 20 steps of the tiny preset instead: a smoke run, not a measurement.
     """
-    final = run_dir / "final"
-    if (final / "model.safetensors").is_file():
-        print(f"using the finished run in {run_dir}", file=sys.stderr)
-        return final
-    xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
-    command = [xlm, "train", "--plugin", plugin, "--out", str(run_dir)]
     if quick:
-        command += ["--preset", "tiny", "--task", "star-easy", "--max-steps", "20"]
-        command += ["--set", "eval.val_predict_limit=8"]
+        preset, task, items = "tiny", "star-easy", ["training.max_steps=20", "eval.val_predict_limit=8"]
     else:
-        command += ["--preset", "star"]
+        preset, task, items = "star", None, []
+    if finished_run(run_dir, resolve_run_config(plugin, preset=preset, task=task, sets=items)):
+        print(f"using the finished run in {run_dir}", file=sys.stderr)
+        return run_dir / "final"
+    xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
+    command = [xlm, "train", "--plugin", plugin, "--preset", preset, "--out", str(run_dir), "--overwrite"]
+    command += ["--task", task] if task else []
+    command += [arg for item in items for arg in ("--set", item)]
     print("$ " + " ".join(command), file=sys.stderr)
     subprocess.run(command, check=True)
-    return final
+    return run_dir / "final"
 
 
 def measure(

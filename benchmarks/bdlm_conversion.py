@@ -15,7 +15,8 @@
 5. Block size: B in {1, 2, 4, 8, 16}, each converted from the teacher and trained N/5
    steps: bound / NLL and tokens/s, plotted into ``docs/images/bdlm_block_size.png``.
 
-Finished runs in ``--work`` are reused, so a second call only measures.
+Finished runs in ``--work`` are reused when their settings are unchanged, so a second call
+only measures.
 
     python benchmarks/bdlm_conversion.py [--size cpu|full] [--corpus C] [--steps N] [--work DIR] [--out FILE] [--quick]
 
@@ -42,7 +43,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finish, machine_facts, tokens_per_s  # noqa: E402
+from _results import finish, finished_run, machine_facts, tokens_per_s  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -109,13 +110,14 @@ def arguments() -> argparse.Namespace:
 
 
 def trained(args: argparse.Namespace, name: str, plugin: str, steps: int, *extra: str, init_from=None) -> Path:
-    """The final checkpoint of run ``name``, trained first unless ``--work`` already holds it."""
+    """The final checkpoint of run ``name``, trained first unless ``--work`` already holds it
+    (with the same settings)."""
     run_dir = args.work / name
-    if (run_dir / "final" / "model.safetensors").is_file():
-        print(f"using the finished run {run_dir}", file=sys.stderr)
-        return run_dir / "final"
     sets = ["task.name=text", f"training.max_steps={steps}", *args.sets, *extra]
     config = resolve_run_config(plugin, preset="tiny", sets=sets)
+    if finished_run(run_dir, config):
+        print(f"using the finished run {run_dir}", file=sys.stderr)
+        return run_dir / "final"
     print(f"training {name}: {plugin}, {steps} steps", file=sys.stderr)
     train(config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False, init_from=init_from)
     return run_dir / "final"

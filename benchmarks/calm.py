@@ -19,7 +19,7 @@
 
 Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
 (BrierLM and tokens/s against K), and prints markdown tables. Finished runs in ``--work``
-are reused. Sizes: ``cpu`` (the ``tiny`` backbone, blocks of 64, 10 minutes per model)
+are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone, blocks of 64, 10 minutes per model)
 for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
 ``--quick`` trains a small model half a minute per model on a small corpus in a
 temporary directory and writes everything there: a smoke run, not a measurement.
@@ -44,7 +44,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finish, machine_facts, tokens_per_s  # noqa: E402
+from _results import finish, finished_run, machine_facts, tokens_per_s  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -145,13 +145,14 @@ def arguments() -> argparse.Namespace:
 def trained(
     args: argparse.Namespace, name: str, plugin: str, minutes: float, *extra: str, init_from=None
 ) -> Path:
-    """The run directory of ``name``, trained for ``minutes`` first unless ``--work`` already holds it."""
+    """The run directory of ``name``, trained for ``minutes`` first unless ``--work`` already holds it
+    (with the same settings)."""
     run_dir = args.work / name
-    if (run_dir / FINAL_DIR / "model.safetensors").is_file():
-        print(f"using the finished run {run_dir}", file=sys.stderr)
-        return run_dir
     sets = [*args.sets, f"training.max_minutes={minutes}", *extra]
     config = resolve_run_config(plugin, preset="tiny", sets=sets)
+    if finished_run(run_dir, config):
+        print(f"using the finished run {run_dir}", file=sys.stderr)
+        return run_dir
     print(f"training {name}: {plugin}, {minutes:.2f} minutes", file=sys.stderr)
     train(
         config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False, init_from=init_from

@@ -18,7 +18,7 @@ one mode per input instead of every mode of the data. For each task:
 
 Star-easy uses the ``star`` preset (docs/benchmarks.md); text the ``tiny`` preset for
 ``--text-steps`` steps on ``--corpus`` (the Python documentation by default,
-benchmarks/python_docs_corpus.py). A finished run in ``--work`` is reused.
+benchmarks/python_docs_corpus.py). A finished run in ``--work`` is reused when trained with the same settings.
 
     python benchmarks/distill.py [--tasks star-easy,text] [--corpus python-docs] [--limit 1000]
                                  [--text-steps 3000] [--quick] [--out FILE]
@@ -41,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from _corpus import add_corpus_argument, corpus_task
+from _results import finished_run
+
+from xlm_core.config import resolve_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
@@ -59,16 +62,16 @@ def sets(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
-def train(plugin: str, run_dir: Path, task: list[str], setting: dict[str, Any], quick: bool) -> Path:
-    """The final checkpoint of ``plugin`` trained on ``task`` in ``run_dir`` (reused when finished)
-    with the preset and steps of ``setting``."""
-    final = run_dir / "final"
-    if not (final / "model.safetensors").is_file():
-        budget = ["--max-steps", str(setting["steps"])] if setting["steps"] else []
-        light = sets(["eval.val_predict_limit=8"]) if quick else []
-        xlm("train", "--plugin", plugin, "--preset", setting["preset"], *task, *budget, *light,
+def train(plugin: str, run_dir: Path, task: tuple[str, list[str]], setting: dict[str, Any], quick: bool) -> Path:
+    """The final checkpoint of ``plugin`` trained on ``task`` (its name and settings) in ``run_dir``
+    with the preset and steps of ``setting``; reused when finished with those same settings."""
+    name, items = task
+    items = [*items, *([f"training.max_steps={setting['steps']}"] if setting["steps"] else [])]
+    items += ["eval.val_predict_limit=8"] if quick else []
+    if not finished_run(run_dir, resolve_run_config(plugin, preset=setting["preset"], task=name, sets=items)):
+        xlm("train", "--plugin", plugin, "--preset", setting["preset"], "--task", name, *sets(items),
             "--out", str(run_dir), "--overwrite")  # fmt: skip
-    return final
+    return run_dir / "final"
 
 
 def evaluate(checkpoint: Path, limit: int, brier: bool) -> dict[str, Any]:
@@ -92,11 +95,11 @@ def distill(teacher: Path, task: str, out: Path, limit: int | None, greedy: bool
 def task_settings(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """How one benchmark task is trained: its ``xlm train`` task arguments, steps and distillation."""
     if name == "star-easy":
-        return {"task": ["--task", "star-easy"], "preset": "tiny" if args.quick else "star",
+        return {"task": ("star-easy", []), "preset": "tiny" if args.quick else "star",
                 "steps": 20 if args.quick else None, "limit": 256 if args.quick else None,
                 "greedy": True}  # fmt: skip
     text = ["task.vocab_size=4096", "task.block_size=128", f"task.cache_dir={args.work / 'cache'}"]
-    return {"task": ["--task", "text", *sets([*corpus_task(args.corpus), *text])], "preset": "tiny",
+    return {"task": ("text", [*corpus_task(args.corpus), *text]), "preset": "tiny",
             "steps": 20 if args.quick else args.text_steps,
             "limit": 64 if args.quick else args.text_samples, "greedy": False}  # fmt: skip
 
@@ -108,7 +111,7 @@ def run_task(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     record = distill(teacher, name, root / "distilled", setting["limit"], setting["greedy"])
     brier = name == "text"
     rows = [{**evaluate(teacher, args.limit, brier), "task": name, "model": "arlm", "data": "original (teacher)"}]
-    arms = {"original": setting["task"], "distilled": ["--task", "distilled", *sets([f"task.path={root / 'distilled'}"])]}
+    arms = {"original": setting["task"], "distilled": ("distilled", [f"task.path={root / 'distilled'}"])}
     for plugin in STUDENTS:
         for arm, task in arms.items():
             final = train(plugin, root / f"{plugin}-{arm}", task, setting, args.quick)

@@ -20,7 +20,8 @@ seconds are the stages' sum.
 It prints two markdown tables (mean ± std over the seeds), writes the JSON (the commands, seeds,
 budgets, wall times and whether other work shared the machine) and two plots: accuracy vs NFE per
 family and sampler, and validation curves (the runs' ``logs/version_N/metrics.csv``) against
-training wall time. Finished runs in ``--work`` are reused, so an interrupted benchmark resumes.
+training wall time. Finished runs in ``--work`` are reused (when trained with the same resolved settings: a
+preset changed since trains anew), so an interrupted benchmark resumes.
 
     python benchmarks/families.py --quick     # about 30 min on a 2-core CPU; docs/benchmarks.md
     python benchmarks/families.py --full      # for a GPU: see --help for the budget
@@ -60,6 +61,7 @@ import _families_report as report  # noqa: E402
 import _star  # noqa: E402
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
+from _results import finished_run  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -238,19 +240,20 @@ def train_stage(
     reuse: bool = True,
 ) -> dict[str, Any]:
     """Train one run into ``run_dir`` (or, with ``reuse``, take it when finished with the same
-    command); ``reused`` in the record says which."""
+    command and resolved config); ``reused`` in the record says which."""
     # beside the run, not in it: xlm refuses to overwrite a directory holding files it did not write
     record_file = run_dir.with_suffix(".train.json")
     start_from = [] if init_from is None else ["--init-from", str(init_from)]
     command = ["xlm", "train", "--plugin", family, "--preset", preset, "--task", task,
                *sets(items), *start_from, "--out", str(run_dir), "--overwrite"]  # fmt: skip
-    if reuse and record_file.is_file() and (run_dir / "final" / "model.safetensors").is_file():
+    config = resolve_run_config(family, preset=preset, task=task, sets=items)
+    # the same command, and the same resolved config: a preset changed since is no reuse
+    if reuse and record_file.is_file() and finished_run(run_dir, config):
         record = json.loads(record_file.read_text())
-        if record["command"] == shown(command):  # the same budget and settings: reuse it
+        if record["command"] == shown(command):
             return {**record, "reused": True}
     run_dir.with_suffix(".eval.json").unlink(missing_ok=True)  # it measured the run replaced here
     print("$ " + shown(command), file=sys.stderr, flush=True)
-    config = resolve_run_config(family, preset=preset, task=task, sets=items)
     clock = ValClock()
     result = run_training(config, run_dir=run_dir, overwrite=True, progress=False, evaluate=False,
                           callbacks=[clock], init_from=init_from)  # fmt: skip
