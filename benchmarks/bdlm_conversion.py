@@ -2,8 +2,9 @@
 
 1. Train an ARLM teacher N steps on a text corpus (the prose of the Python documentation,
    ``benchmarks/python_docs_corpus.py``, unless ``--corpus``).
-2. Convert it (``--init-from``) to a BDLM with B = 4 and train N/5 steps; train a BDLM
-   from scratch for N/5 steps.
+2. Convert it (``--init-from``) to a BDLM with B = 4 and train N/5 steps; the same with
+   Efficient-DLM's position-dependent masking (``POSITION_MASKING``); train a BDLM from
+   scratch for N/5 steps.
 3. Likelihood on the test split: the teacher's exact NLL, each BDLM's NELBO bound, and
    bound / NLL.
 4. Decoding speed at batch 1 and 16, the same length budget for both: BDLM (B = 4, KV
@@ -59,6 +60,8 @@ CONVERTED_B = 4
 BDLM_DECODING = {"sampler": "threshold", "threshold": 0.9, "kv_cache": True}
 THRESHOLDS = (0.9, 0.7, 0.5, 0.3)  # the converted BDLM's speed/quality trade-off
 ARLM_DECODING = {"kv_cache": True}
+#: the converted BDLM once more with Efficient-DLM's position-dependent masking (docs/families/bdlm.md)
+POSITION_MASKING = ("model.nelbo_estimator=time", "model.position_masking=2", "model.clip_min=0.9")
 
 #: (model and task settings, teacher steps, test examples scored, rows decoded at batch 1 / 16)
 FULL = (["task.block_size=128", "training.batch_size=32"], 5000, 500, (16, 64))
@@ -142,13 +145,12 @@ def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> di
     return {key: figures.get(key) for key in keys}
 
 
-def threshold_row(pipeline: Any, teacher: Any, taught: dict[str, Any], tau: float, args: argparse.Namespace) -> dict[str, Any]:
-    """Speed and sample quality of ``pipeline`` at threshold ``tau``, each also as a ratio to the teacher's."""
-    settings = {**BDLM_DECODING, "threshold": tau}
-    rows = speed(pipeline, settings, args)
+def judged(pipeline: Any, teacher: Any, taught: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace, rows: list | None = None) -> dict[str, Any]:
+    """Speed (``rows`` when already measured) and sample quality of ``pipeline`` decoding with
+    ``settings``, each also as a ratio to the teacher's (``taught``)."""
+    rows = rows or speed(pipeline, settings, args)
     q = quality(pipeline, teacher, settings, args.judged)
     return {
-        "threshold": tau,
         "speed": rows,
         "tokens_per_s_over_teacher": [r["tokens_per_s"] / a["tokens_per_s"] for r, a in zip(rows, taught["speed"], strict=True)],
         "quality": q,
@@ -177,15 +179,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pipeline = xlm_core.load(run, device=args.device)
         row = {"block_size": block, **likelihood(pipeline, args.limit), "speed": speed(pipeline, BDLM_DECODING, args)}
         sweep.append(row)
-    for row in [report["scratch"], *sweep]:
-        row["bound_over_nll"] = row["nll"] / exact["nll"]
     report["converted"] = next(r for r in sweep if r["block_size"] == CONVERTED_B)
+    run = trained(args, f"bdlm-b{CONVERTED_B}-positions", "bdlm", n // 5, f"model.block_size={CONVERTED_B}", *POSITION_MASKING, init_from=teacher_dir)
+    positions = xlm_core.load(run, device=args.device)
+    report["position_masking"] = {"settings": list(POSITION_MASKING), **likelihood(positions, args.limit), "speed": speed(positions, BDLM_DECODING, args)}
+    for row in [report["scratch"], report["position_masking"], *sweep]:
+        row["bound_over_nll"] = row["nll"] / exact["nll"]
     converted = xlm_core.load(args.work / f"bdlm-b{CONVERTED_B}" / "final", device=args.device)
-    report["converted"]["quality"] = quality(converted, teacher, BDLM_DECODING, args.judged)
-    t, c = report["teacher"]["quality"], report["converted"]["quality"]
-    report["converted"]["gen_ppl_over_teacher"] = c["gen_ppl"] / t["gen_ppl"]
-    report["converted"]["entropy_over_teacher"] = c["entropy"] / t["entropy"]
-    report["thresholds"] = [threshold_row(converted, teacher, report["teacher"], tau, args) for tau in THRESHOLDS]
+    for name, pipeline in (("converted", converted), ("position_masking", positions)):
+        report[name].update(judged(pipeline, teacher, report["teacher"], BDLM_DECODING, args, rows=report[name]["speed"]))
+    report["thresholds"] = [
+        {"threshold": tau, **judged(converted, teacher, report["teacher"], {**BDLM_DECODING, "threshold": tau}, args)}
+        for tau in THRESHOLDS
+    ]
     report["block_sizes"] = sweep
     return report
 
@@ -221,14 +227,20 @@ def print_tables(report: dict[str, Any]) -> None:
     print(f"| ARLM teacher | {report['steps']} | {t['nll']:.4f} | exact | 1.000 |")
     print(f"| BDLM B=4, converted | {report['steps'] // 5} | {c['nll']:.4f} | bound | {c['bound_over_nll']:.3f} |")
     print(f"| BDLM B=4, from scratch | {report['steps'] // 5} | {s['nll']:.4f} | bound | {s['bound_over_nll']:.3f} |")
+    p = report["position_masking"]
+    print(f"| BDLM B=4, converted, position masking | {report['steps'] // 5} | {p['nll']:.4f} | bound | {p['bound_over_nll']:.3f} |")
     print("\n| decoding | batch | tokens/s | mean length | nfe/token |\n|---|---:|---:|---:|---:|")
-    for label, rows in (("ARLM, KV cache", t["speed"]), ("BDLM B=4, cache + threshold", c["speed"])):
+    for label, rows in (
+        ("ARLM, KV cache", t["speed"]),
+        ("BDLM B=4, cache + threshold", c["speed"]),
+        ("BDLM B=4, position masking, cache + threshold", p["speed"]),
+    ):
         for r in rows:
             print(f"| {label} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['mean_length']:.1f} | {r['nfe_per_token']:.2f} |")
-    tq, cq = t["quality"], c["quality"]
+    tq = t["quality"]
     print("\n| samples (unconditional blocks) | gen-PPL (teacher) | entropy | mean length |\n|---|---:|---:|---:|")
     print(f"| test data | {tq['data_gen_ppl']:.1f} | {tq['data_entropy']:.2f} | |")
-    for label, q in (("ARLM teacher", tq), ("BDLM B=4, converted", cq)):
+    for label, q in (("ARLM teacher", tq), ("BDLM B=4, converted", c["quality"]), ("BDLM B=4, position masking", p["quality"])):
         print(f"| {label} | {q['gen_ppl']:.1f} | {q['entropy']:.2f} | {q['mean_length']:.1f} |")
     print(
         "\n| BDLM B=4, converted, threshold | tokens/s ÷ ARLM, batch 1 | batch 16 | nfe/token | gen-PPL ÷ ARLM's | entropy ÷ ARLM's |"
