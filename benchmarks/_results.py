@@ -29,6 +29,11 @@ def machine_facts(device: str) -> dict[str, Any]:
     }
 
 
+def sets(items: list[str]) -> list[str]:
+    """``xlm`` command-line flags for config items: ``--set k=v`` each."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
 def finished_run(run_dir: Path, config: Any) -> bool:
     """Whether ``run_dir`` holds a finished run of ``config``: its ``final/`` checkpoint exists and
     its recorded run config, read with today's defaults, is ``config``. A benchmark reuses such

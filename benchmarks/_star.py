@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _results import finished_run
+from _results import finished_run, sets
 
 import xlm_core
 from xlm_core.config import resolve_run_config
@@ -78,7 +78,7 @@ def train_star(plugin: str, run_dir: Path, quick: bool) -> Path:
     xlm = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
     command = [xlm, "train", "--plugin", plugin, "--preset", preset, "--out", str(run_dir), "--overwrite"]
     command += ["--task", task] if task else []
-    command += [arg for item in items for arg in ("--set", item)]
+    command += sets(items)
     print("$ " + " ".join(command), file=sys.stderr)
     subprocess.run(command, check=True)
     return run_dir / "final"

@@ -19,8 +19,8 @@
 
 Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
 (BrierLM and tokens/s against K), and prints markdown tables. Finished runs in ``--work``
-are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone, blocks of 64, 10 minutes per model)
-for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
+are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone,
+blocks of 64, 10 minutes per model) for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
 ``--quick`` trains a small model half a minute per model on a small corpus in a
 temporary directory and writes everything there: a smoke run, not a measurement.
 

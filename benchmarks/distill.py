@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from _corpus import add_corpus_argument, corpus_task
-from _results import finished_run
+from _results import finished_run, sets
 
 from xlm_core.config import resolve_run_config
 
@@ -56,10 +56,6 @@ def xlm(*args: str) -> str:
     """Run ``xlm ARGS`` (its progress on our stderr) and return what it printed on stdout."""
     print("$ xlm " + " ".join(args), file=sys.stderr, flush=True)
     return subprocess.run([XLM, *args], check=True, stdout=subprocess.PIPE, text=True).stdout
-
-
-def sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def train(plugin: str, run_dir: Path, task: tuple[str, list[str]], setting: dict[str, Any], quick: bool) -> Path:

@@ -61,7 +61,7 @@ import _families_report as report  # noqa: E402
 import _star  # noqa: E402
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finished_run  # noqa: E402
+from _results import finished_run, sets  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -122,10 +122,6 @@ class ValClock(Callback):
             self.ticks.append(
                 {"step": trainer.global_step, "seconds": time.perf_counter() - self.start}
             )
-
-
-def sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def shown(command: list[str]) -> str:
