@@ -243,6 +243,44 @@ def test_unmasking_picks_the_most_confident_eligible_positions_leftmost_first():
     assert torch.equal(choose_to_unmask(score, eligible, settings), above_threshold(score, eligible, 0.4))
 
 
+def test_reading_order_picks_the_leftmost_masked_positions():
+    from xlm_core.nn.unmasking import choose_to_unmask, leading_above_threshold, leftmost
+    from xlm_core.plugins import ConfidenceSettings
+
+    score = torch.tensor([[0.2, 0.9, 0.9, 0.5, 0.9], [0.1, 0.95, 0.95, 0.1, 0.95], [0.9, 0.9, 0.9, 0.9, 0.9]])
+    eligible = torch.tensor(
+        [[True, False, True, True, True], [False, True, True, False, True], [False, False, False, False, False]]
+    )
+    assert leftmost(eligible, 2).int().tolist() == [[1, 0, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    assert leftmost(eligible, 9).tolist() == eligible.tolist()
+    # the first masked position always; then the run of masked positions above the threshold, which a
+    # decided position (row 1, position 3) does not break and a low score (row 0, position 3) ends
+    assert leading_above_threshold(score, eligible, 0.6).int().tolist() == [
+        [1, 0, 1, 0, 0], [0, 1, 1, 0, 1], [0, 0, 0, 0, 0]
+    ]  # fmt: skip
+    assert leading_above_threshold(score, eligible, 0.0).tolist() == eligible.tolist()
+    assert leading_above_threshold(score, eligible, 1.0).tolist() == leftmost(eligible, 1).tolist()
+    settings = ConfidenceSettings(sampler="threshold", threshold=0.6, order="left_to_right")
+    assert torch.equal(choose_to_unmask(score, eligible, settings), leading_above_threshold(score, eligible, 0.6))
+    settings = ConfidenceSettings(sampler="confidence", k=2, order="left_to_right")
+    assert torch.equal(choose_to_unmask(score, eligible, settings), leftmost(eligible, 2))
+
+
+def test_reading_order_needs_a_sampler_that_chooses_positions():
+    from typing import Literal
+
+    from pydantic import ValidationError
+
+    from xlm_core.plugins import ConfidenceSettings
+
+    class Settings(ConfidenceSettings):  # a family with a sampler of its own, as MDLM's ancestral
+        sampler: Literal["ancestral", "confidence", "threshold"] = "ancestral"
+
+    Settings(sampler="threshold", order="left_to_right")
+    with pytest.raises(ValidationError, match="order=left_to_right applies to the confidence and threshold"):
+        Settings(order="left_to_right")
+
+
 def test_unmasking_selects_what_both_former_orders_selected():
     """MDLM ranked positions through a scatter of a stable sort, MLM took the sorted top k and the
     argmax: with ties everywhere, every formulation picks the same positions."""

@@ -13,7 +13,7 @@ __version__ = "0.2.0"
 #: Semantic version of the plugin API. A plugin declares the version it targets;
 #: a different major version makes it ``incompatible``, a newer minor version
 #: loads with a warning. See docs/plugins.md ("Versioning").
-PLUGIN_API_VERSION = "1.3.0"
+PLUGIN_API_VERSION = "1.4.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from xlm_core.pipeline import Pipeline

@@ -193,3 +193,18 @@ class ConfidenceSettings(PredictorSettings):
         "since they were computed (identical samples, fewer forward passes); a model that sees the "
         "decoding step (a time-conditioned MDLM) always recomputes.",
     )
+    order: Literal["confidence", "left_to_right"] = Field(
+        "confidence",
+        description="confidence and threshold: which positions a step decides. confidence: the most "
+        "confident ones; left_to_right: the leftmost masked ones (confidence: k of them; threshold: the "
+        "first, then each next one while its confidence exceeds `threshold`), so every token is decided "
+        "after all of its left context (plugin API 1.4).",
+    )
+
+    @model_validator(mode="after")
+    def _order_needs_a_confidence_sampler(self) -> ConfidenceSettings:
+        if self.order != "confidence" and self.sampler not in ("confidence", "threshold"):
+            raise ValueError(
+                f"order={self.order} applies to the confidence and threshold samplers, not {self.sampler}"
+            )
+        return self

@@ -14,7 +14,7 @@ from xlm_core.plugins import ComponentRef, FamilyManifest, hookimpl
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="bdlm",
-        api_version="1.3",
+        api_version="1.4",
         description="Block diffusion (Arriola et al. 2025): blocks left to right, masked diffusion within "
         "a block, KV cache of finished blocks; starts from an ARLM checkpoint with --init-from",
         config=BDLMConfig,

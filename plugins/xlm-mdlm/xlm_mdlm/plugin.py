@@ -14,7 +14,7 @@ from xlm_mdlm.config import PRESETS, MDLMConfig, MDLMSettings
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="mdlm",
-        api_version="1.1",
+        api_version="1.4",
         description="Masked diffusion language model (Sahoo et al. 2024): NELBO training, "
         "ancestral (cached), confidence, threshold and block decoding",
         config=MDLMConfig,

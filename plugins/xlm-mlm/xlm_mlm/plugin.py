@@ -14,7 +14,7 @@ from xlm_mlm.config import PRESETS, MLMConfig, MLMSettings
 def xlm_family() -> FamilyManifest:
     return FamilyManifest(
         name="mlm",
-        api_version="1.1",
+        api_version="1.4",
         description="Masked language model (Mask-Predict) with mask-predict, confidence and threshold decoding",
         config=MLMConfig,
         predictor_settings=MLMSettings,

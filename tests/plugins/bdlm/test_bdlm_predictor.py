@@ -18,6 +18,7 @@ SAMPLERS = {
     "ancestral-more-steps": {"steps": 6},
     "confidence-k2-margin": {"sampler": "confidence", "k": 2, "confidence": "margin"},
     "threshold": {"sampler": "threshold", "threshold": 0.3},
+    "threshold-left-to-right": {"sampler": "threshold", "threshold": 0.1, "order": "left_to_right"},
     "greedy-top-k": {"sampler": "confidence", "temperature": 0.0, "top_k": 3},
 }
 LAYOUTS = {
@@ -83,6 +84,20 @@ def test_nfe_counts_every_pass_and_appending_reads_the_next_block(block, make_co
     else:  # a pass per step: a block's first step is read by the pass that appended the one before
         assert torch.equal(cached.nfe, cached.steps)
     assert torch.equal(uncached.nfe, uncached.steps)  # recomputing: one pass per step, nothing else
+
+
+@pytest.mark.parametrize("sampler", ["confidence", "threshold"])
+def test_reading_order_decides_every_token_after_its_left_context(sampler, make_config, make_model):
+    config = make_config(block_size=4)
+    model = make_model(config)
+    settings = {"sampler": sampler, "order": "left_to_right", "threshold": 0.99, "k": 2}
+    pred = _predict(model, config, record_steps=True, **settings)
+    for states in pred.history:
+        for state in states:  # the decided positions are always a prefix of the window
+            first_mask = state.index(TINY_VOCAB.mask_id) if TINY_VOCAB.mask_id in state else len(state)
+            assert all(tok == TINY_VOCAB.mask_id for tok in state[first_mask:])
+    by_confidence = _predict(model, config, record_steps=True, **{**settings, "order": "confidence"})
+    assert by_confidence.history != pred.history  # the order is not the confidence order here
 
 
 def test_a_row_stops_after_the_block_with_its_eos(make_config, make_model):

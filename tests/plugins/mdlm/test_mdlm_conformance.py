@@ -18,8 +18,9 @@ def test_conformance(check):
         {"sampler": "confidence", "k": 2},
         {"sampler": "threshold", "threshold": 0.5, "block_size": 3},
         {"sampler": "ancestral", "steps": 4, "cache": False},
+        {"sampler": "threshold", "threshold": 0.5, "order": "left_to_right"},
     ],
-    ids=["confidence", "threshold-blocks", "ancestral-uncached"],
+    ids=["confidence", "threshold-blocks", "ancestral-uncached", "threshold-left-to-right"],
 )
 @pytest.mark.parametrize("check", ["predictor_terminates", "determinism"])
 def test_conformance_of_other_samplers(check, settings):

@@ -17,8 +17,9 @@ def test_conformance(check):
     [
         {"strategy": "confidence", "k": 2, "temperature": 1.0},
         {"strategy": "threshold", "threshold": 0.7, "temperature": 1.0, "top_p": 0.9},
+        {"sampler": "confidence", "k": 2, "order": "left_to_right"},
     ],
-    ids=["confidence", "threshold"],
+    ids=["confidence", "threshold", "confidence-left-to-right"],
 )
 @pytest.mark.parametrize("check", ["predictor_terminates", "determinism"])
 def test_conformance_of_the_other_strategies(check, settings):
