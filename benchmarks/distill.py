@@ -21,7 +21,7 @@ Star-easy uses the ``star`` preset (docs/benchmarks.md); text the ``tiny`` prese
 benchmarks/python_docs_corpus.py). A finished run in ``--work`` is reused when trained with the same settings.
 
     python benchmarks/distill.py [--tasks star-easy,text] [--corpus python-docs] [--limit 1000]
-                                 [--text-steps 3000] [--quick] [--out FILE]
+                                 [--text-steps 3000] [--star-steps N] [--quick] [--out FILE]
 
 ``--quick`` trains 20 steps of ``tiny`` everywhere, distils 256 examples and evaluates 32,
 all in a temporary directory: a smoke run, not a measurement.
@@ -92,11 +92,12 @@ def task_settings(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """How one benchmark task is trained: its ``xlm train`` task arguments, steps and distillation."""
     if name == "star-easy":
         return {"task": ("star-easy", []), "preset": "tiny" if args.quick else "star",
-                "steps": 20 if args.quick else None, "limit": 256 if args.quick else None,
-                "greedy": True}  # fmt: skip
+                "steps": 20 if args.quick else None, "student_steps": 20 if args.quick else args.star_steps,
+                "limit": 256 if args.quick else None, "greedy": True}  # fmt: skip
     text = ["task.vocab_size=4096", "task.block_size=128", f"task.cache_dir={args.work / 'cache'}"]
+    steps = 20 if args.quick else args.text_steps
     return {"task": ("text", [*corpus_task(args.corpus), *text]), "preset": "tiny",
-            "steps": 20 if args.quick else args.text_steps,
+            "steps": steps, "student_steps": steps,
             "limit": 64 if args.quick else args.text_samples, "greedy": False}  # fmt: skip
 
 
@@ -104,13 +105,14 @@ def run_task(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Teacher, distilled data, and the four students of one task: one row per model."""
     setting, root = task_settings(name, args), args.work / name
     teacher = train("arlm", root / "teacher-arlm", setting["task"], setting, args.quick)
+    students = {**setting, "steps": setting["student_steps"]}
     record = distill(teacher, name, root / "distilled", setting["limit"], setting["greedy"])
     brier = name == "text"
     rows = [{**evaluate(teacher, args.limit, brier), "task": name, "model": "arlm", "data": "original (teacher)"}]
     arms = {"original": setting["task"], "distilled": ("distilled", [f"task.path={root / 'distilled'}"])}
     for plugin in STUDENTS:
         for arm, task in arms.items():
-            final = train(plugin, root / f"{plugin}-{arm}", task, setting, args.quick)
+            final = train(plugin, root / f"{plugin}-{arm}", task, students, args.quick)
             rows.append({**evaluate(final, args.limit, brier), "task": name, "model": plugin, "data": arm})
     for row in rows:
         row["distilled_examples"] = record["examples"]
@@ -131,12 +133,24 @@ def _cell(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _earlier_report(args: argparse.Namespace) -> dict[str, Any]:
+    """``--out`` of a full earlier run, whose other tasks' rows are kept (``--tasks star-easy``
+    leaves the text rows in place)."""
+    if args.quick or not args.out.is_file():
+        return {}
+    earlier = json.loads(args.out.read_text())
+    return {} if earlier.get("quick") else earlier
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="star-easy,text", help="comma-separated: star-easy, text")
     add_corpus_argument(parser, default="python-docs")
     parser.add_argument("--limit", type=int, default=1000, help="test examples evaluated per model")
     parser.add_argument("--text-steps", type=int, default=3000, help="training steps of every text model")
+    parser.add_argument("--star-steps", type=int, default=None,
+                        help="training steps of the star-easy students, both arms (default: each family's "
+                        "star preset; the teacher always trains its preset)")  # fmt: skip
     parser.add_argument("--text-samples", type=int, default=None,
                         help="teacher samples for text (default: as many as the corpus has training blocks)")
     parser.add_argument("--work", type=Path, help="runs and data, reused when finished "
@@ -156,18 +170,16 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    start, rows = time.perf_counter(), []
-    for name in filter(None, args.tasks.split(",")):
+    earlier = _earlier_report(args)
+    names = list(filter(None, args.tasks.split(",")))
+    rows = [row for row in earlier.get("rows", []) if row["task"] not in names]
+    tasks = {name: run for name, run in earlier.get("tasks", {}).items() if name not in names}
+    for name in names:
+        start = time.perf_counter()
         rows += run_task(name, args)
-    report = {
-        "benchmark": "distill",
-        "quick": args.quick,
-        "corpus": args.corpus if "text" in args.tasks else None,
-        "limit": args.limit,
-        "minutes": (time.perf_counter() - start) / 60,
-        "platform": platform.platform(),
-        "rows": rows,
-    }
+        tasks[name] = {"minutes": (time.perf_counter() - start) / 60, "limit": args.limit,
+                       **({"corpus": args.corpus} if name == "text" else {"student_steps": args.star_steps})}  # fmt: skip
+    report = {"benchmark": "distill", "quick": args.quick, "platform": platform.platform(), "tasks": tasks, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(rows))
