@@ -52,10 +52,13 @@ BRIER_KEYS = ("brier_1", "brier_2", "brier_3", "brier_4", "brier_lm", "brier_pre
 XLM = shutil.which("xlm") or str(Path(sys.executable).with_name("xlm"))
 
 
-def xlm(*args: str) -> str:
-    """Run ``xlm ARGS`` (its progress on our stderr) and return what it printed on stdout."""
+def xlm(*args: str, capture: bool = True) -> str:
+    """Run ``xlm ARGS`` (its progress on our stderr) and return what it printed on stdout, or,
+    without ``capture``, send that to our stderr too: a long training run's progress is not held
+    in memory, and the run does not die of a broken pipe if this script is stopped."""
     print("$ xlm " + " ".join(args), file=sys.stderr, flush=True)
-    return subprocess.run([XLM, *args], check=True, stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.PIPE if capture else sys.stderr
+    return subprocess.run([XLM, *args], check=True, stdout=out, text=True).stdout or ""
 
 
 def train(plugin: str, run_dir: Path, task: tuple[str, list[str]], setting: dict[str, Any], quick: bool) -> Path:
@@ -66,7 +69,7 @@ def train(plugin: str, run_dir: Path, task: tuple[str, list[str]], setting: dict
     items += ["eval.val_predict_limit=8"] if quick else []
     if not finished_run(run_dir, resolve_run_config(plugin, preset=setting["preset"], task=name, sets=items)):
         xlm("train", "--plugin", plugin, "--preset", setting["preset"], "--task", name, *sets(items),
-            "--out", str(run_dir), "--overwrite")  # fmt: skip
+            "--out", str(run_dir), "--overwrite", capture=False)  # fmt: skip
     return run_dir / "final"
 
 
