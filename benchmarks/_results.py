@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,29 @@ def tokens_per_s(pipeline: Any, settings: Any, batch: int, rows: int) -> dict[st
         "mean_length": tokens / rows,
         "nfe_per_token": nfe / max(tokens, 1),
     }
+
+
+def paired(
+    first: Callable[[], dict[str, Any]], second: Callable[[], dict[str, Any]], pairs: int
+) -> dict[str, Any]:
+    """Two speed measurements (:func:`tokens_per_s` rows) alternated ``pairs`` times, the order
+    flipped every pair: both lists of rows, the per-pair ratios of tokens/s (second / first) and
+    their median. A ratio of two measurements taken side by side survives a host whose speed
+    drifts, where a ratio to one early measurement does not."""
+    runs: dict[str, list[dict[str, Any]]] = {"first": [], "second": []}
+    for pair in range(pairs):
+        for name in ("first", "second") if pair % 2 == 0 else ("second", "first"):
+            runs[name].append((first if name == "first" else second)())
+    ratios = [
+        b["tokens_per_s"] / a["tokens_per_s"]
+        for a, b in zip(runs["first"], runs["second"], strict=True)
+    ]
+    return {**runs, "ratios": ratios, "ratio": statistics.median(ratios)}
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One :func:`tokens_per_s` row for several measurements of the same decoding: their median speed."""
+    return {**rows[0], "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows)}
 
 
 def finish(

@@ -36,6 +36,7 @@ import argparse
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finish, finished_run, machine_facts, tokens_per_s  # noqa: E402
+from _results import finish, finished_run, machine_facts, median_row, paired, tokens_per_s  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -95,6 +96,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a busy machine)")
+    parser.add_argument("--pairs", type=int, help="alternated teacher / BDLM speed pairs per ratio (default 3; --quick 1)")
     parser.add_argument("--quick", action="store_true", help="a smoke run in a temp dir (a few minutes)")
     args = parser.parse_args()
     if args.threads:
@@ -104,6 +106,7 @@ def arguments() -> argparse.Namespace:
     args.sets, default_steps, args.limit, args.rows = {"quick": QUICK, "cpu": CPU, "full": FULL}[args.size]
     args.steps = args.steps or default_steps
     args.judged = JUDGED[args.size]
+    args.pairs = args.pairs or (1 if args.quick else 3)
     if args.quick:  # never overwrite measured results with a smoke run
         args.work = args.work or Path(tempfile.mkdtemp(prefix="xlm-bdlm-bench-"))
         args.out, args.plot = args.work / args.out.name, args.work / args.plot.name
@@ -134,10 +137,16 @@ def likelihood(pipeline: Any, limit: int) -> dict[str, Any]:
     return {"nll": scored["nll"], "nll_kind": scored["nll_kind"], "n_tokens": scored["n_tokens"]}
 
 
+def decoder(pipeline: Any, settings: dict[str, Any]) -> Any:
+    """``(batch, rows) -> tokens_per_s row`` of ``pipeline`` decoding with ``settings`` and the
+    same length budget for every model."""
+    settings = pipeline.settings(**settings, max_new_tokens=pipeline.shape.target_length)
+    return lambda batch, rows: tokens_per_s(pipeline, settings, batch, rows)
+
+
 def speed(pipeline: Any, settings: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    budget = {"max_new_tokens": pipeline.shape.target_length}  # the same length budget for every model
-    settings = pipeline.settings(**settings, **budget)
-    return [tokens_per_s(pipeline, settings, batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)]
+    run = decoder(pipeline, settings)
+    return [run(batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)]
 
 
 def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> dict[str, Any]:
@@ -147,14 +156,16 @@ def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> di
     return {key: figures.get(key) for key in keys}
 
 
-def judged(pipeline: Any, teacher: Any, taught: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace, rows: list | None = None) -> dict[str, Any]:
-    """Speed (``rows`` when already measured) and sample quality of ``pipeline`` decoding with
-    ``settings``, each also as a ratio to the teacher's (``taught``)."""
-    rows = rows or speed(pipeline, settings, args)
+def judged(pipeline: Any, teacher: Any, taught: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Speed and sample quality of ``pipeline`` decoding with ``settings``, each also as a ratio
+    to the teacher's (``taught``); the speed ratios from ``--pairs`` alternated pairs with the teacher."""
+    run, reference = decoder(pipeline, settings), decoder(teacher, ARLM_DECODING)
+    both = [paired(partial(reference, b, n), partial(run, b, n), args.pairs) for b, n in zip((1, 16), args.rows, strict=True)]
     q = quality(pipeline, teacher, settings, args.judged)
     return {
-        "speed": rows,
-        "tokens_per_s_over_teacher": [r["tokens_per_s"] / a["tokens_per_s"] for r, a in zip(rows, taught["speed"], strict=True)],
+        "speed": [median_row(p["second"]) for p in both],
+        "tokens_per_s_over_teacher": [p["ratio"] for p in both],
+        "pair_ratios": [p["ratios"] for p in both],
         "quality": q,
         "gen_ppl_over_teacher": q["gen_ppl"] / taught["quality"]["gen_ppl"],
         "entropy_over_teacher": q["entropy"] / taught["quality"]["entropy"],
@@ -184,12 +195,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     report["converted"] = next(r for r in sweep if r["block_size"] == CONVERTED_B)
     run = trained(args, f"bdlm-b{CONVERTED_B}-positions", "bdlm", n // 5, f"model.block_size={CONVERTED_B}", *POSITION_MASKING, init_from=teacher_dir)
     positions = xlm_core.load(run, device=args.device)
-    report["position_masking"] = {"settings": list(POSITION_MASKING), **likelihood(positions, args.limit), "speed": speed(positions, BDLM_DECODING, args)}
+    report["position_masking"] = {"settings": list(POSITION_MASKING), **likelihood(positions, args.limit)}  # speed: judged below
     for row in [report["scratch"], report["position_masking"], *sweep]:
         row["bound_over_nll"] = row["nll"] / exact["nll"]
     converted = xlm_core.load(args.work / f"bdlm-b{CONVERTED_B}" / "final", device=args.device)
     for name, pipeline in (("converted", converted), ("position_masking", positions)):
-        report[name].update(judged(pipeline, teacher, report["teacher"], BDLM_DECODING, args, rows=report[name]["speed"]))
+        report[name].update(judged(pipeline, teacher, report["teacher"], BDLM_DECODING, args))
     report["thresholds"] = [
         {"threshold": tau, **judged(converted, teacher, report["teacher"], {**BDLM_DECODING, "threshold": tau}, args)}
         for tau in THRESHOLDS

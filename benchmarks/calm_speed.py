@@ -27,6 +27,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ apply_thread_policy()  # what `xlm generate` runs with: set before torch is impo
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import machine_facts, tokens_per_s  # noqa: E402
+from _results import machine_facts, paired, tokens_per_s  # noqa: E402
 
 from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.data.tasks import build_task  # noqa: E402
@@ -83,20 +84,14 @@ def compare(arlm: Pipeline, calm: Pipeline, pairs: int) -> list[dict[str, Any]]:
     """Per batch size: both speeds alternated ``pairs`` times (order flipped every pair)."""
     out = []
     for batch, rows in BATCHES:
-        runs: dict[str, list[dict[str, Any]]] = {"arlm": [], "calm": []}
-        for pair in range(pairs):
-            for name in ("arlm", "calm") if pair % 2 == 0 else ("calm", "arlm"):
-                runs[name].append(speed(arlm if name == "arlm" else calm, batch, rows))
-        ratios = [
-            c["tokens_per_s"] / a["tokens_per_s"]
-            for a, c in zip(runs["arlm"], runs["calm"], strict=True)
-        ]
+        both = paired(partial(speed, arlm, batch, rows), partial(speed, calm, batch, rows), pairs)
+        runs = {"arlm": both["first"], "calm": both["second"]}
         out.append({
             "batch": batch,
             "tokens_per_s": {n: statistics.median(r["tokens_per_s"] for r in v) for n, v in runs.items()},
             "mean_length": {n: statistics.mean(r["mean_length"] for r in v) for n, v in runs.items()},
-            "ratios": ratios,
-            "calm_over_arlm": statistics.median(ratios),
+            "ratios": both["ratios"],
+            "calm_over_arlm": both["ratio"],
         })  # fmt: skip
     return out
 
