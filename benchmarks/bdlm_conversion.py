@@ -190,7 +190,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for block in BLOCK_SIZES:
         run = trained(args, f"bdlm-b{block}", "bdlm", n // 5, f"model.block_size={block}", init_from=teacher_dir)
         pipeline = xlm_core.load(run, device=args.device)
-        row = {"block_size": block, **likelihood(pipeline, args.limit), "speed": speed(pipeline, BDLM_DECODING, args)}
+        if block == CONVERTED_B:
+            converted = pipeline  # its speed is measured in pairs with the teacher below
+            row = {"block_size": block, **likelihood(pipeline, args.limit)}
+        else:
+            row = {"block_size": block, **likelihood(pipeline, args.limit), "speed": speed(pipeline, BDLM_DECODING, args)}
         sweep.append(row)
     report["converted"] = next(r for r in sweep if r["block_size"] == CONVERTED_B)
     run = trained(args, f"bdlm-b{CONVERTED_B}-positions", "bdlm", n // 5, f"model.block_size={CONVERTED_B}", *POSITION_MASKING, init_from=teacher_dir)
@@ -198,11 +202,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     report["position_masking"] = {"settings": list(POSITION_MASKING), **likelihood(positions, args.limit)}  # speed: judged below
     for row in [report["scratch"], report["position_masking"], *sweep]:
         row["bound_over_nll"] = row["nll"] / exact["nll"]
-    converted = xlm_core.load(args.work / f"bdlm-b{CONVERTED_B}" / "final", device=args.device)
-    for name, pipeline in (("converted", converted), ("position_masking", positions)):
-        report[name].update(judged(pipeline, teacher, report["teacher"], BDLM_DECODING, args))
-    report["thresholds"] = [
-        {"threshold": tau, **judged(converted, teacher, report["teacher"], {**BDLM_DECODING, "threshold": tau}, args)}
+    judgements = {name: judged(pipeline, teacher, report["teacher"], BDLM_DECODING, args) for name, pipeline in (("converted", converted), ("position_masking", positions))}
+    for name, judgement in judgements.items():
+        report[name].update(judgement)
+    report["thresholds"] = [  # BDLM_DECODING's own threshold is the converted model's judgement, not measured twice
+        {"threshold": tau, **(judgements["converted"] if tau == BDLM_DECODING["threshold"] else judged(converted, teacher, report["teacher"], {**BDLM_DECODING, "threshold": tau}, args))}
         for tau in THRESHOLDS
     ]
     # the same threshold, positions decided in reading order: each token after all of its left context
