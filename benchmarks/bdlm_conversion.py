@@ -20,7 +20,7 @@
 Finished runs in ``--work`` are reused when their settings are unchanged, so a second call
 only measures.
 
-    python benchmarks/bdlm_conversion.py [--size cpu|full] [--corpus C] [--steps N] [--work DIR] [--out FILE] [--quick]
+    python benchmarks/bdlm_conversion.py [--size cpu|full] [--corpus C] [--steps N] [--pairs P] [--work DIR] [--out FILE] [--quick]
 
 Writes benchmarks/results/bdlm_conversion.json and prints markdown tables. Sizes:
 ``full`` (the ``tiny`` backbone, blocks of 128, teacher 5,000 steps) is for a GPU;
