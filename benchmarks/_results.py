@@ -107,14 +107,17 @@ def finish(
     report: dict[str, Any],
     args: argparse.Namespace,
     start: float,
-    plot: Callable[[dict[str, Any], Any], None],
+    plot: Callable[[dict[str, Any], Any], None] | None,
     print_tables: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Plot into ``args.plot``, write ``report`` to ``args.out`` and print the tables."""
+    """Plot into ``args.plot`` (unless ``plot`` is None), write ``report`` to ``args.out`` and
+    print the tables."""
     report["seconds"] = time.perf_counter() - start
-    plot(report, args.plot)
-    report["plot"] = str(args.plot)
+    if plot is not None:
+        plot(report, args.plot)
+    report["plot"] = None if plot is None else str(args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_tables(report)
-    print(f"\nwrote {args.out} and {args.plot} ({report['seconds']:.0f} s)")
+    wrote = args.out if plot is None else f"{args.out} and {args.plot}"
+    print(f"\nwrote {wrote} ({report['seconds']:.0f} s)")

@@ -15,7 +15,8 @@
 4. BrierLM on the test split (``xlm eval --metric brier``: 4 prefixes per block, two
    continuations each) for ARLM and every K; CALM / ARLM.
 5. Generation tokens/s at batch 1 and 16, the same length budget, ARLM with its KV
-   cache against CALM (KV cache over chunks, T = 1); CALM / ARLM.
+   cache against CALM (KV cache over chunks, T = 1); CALM / ARLM as the median of
+   ``--pairs`` alternated ARLM/CALM measurements (the host's speed drifts within a run).
 
 Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
 (BrierLM and tokens/s against K), and prints markdown tables. Finished runs in ``--work``
@@ -25,13 +26,14 @@ blocks of 64, 10 minutes per model) for the 2-core CPU; ``full`` (blocks of 128,
 temporary directory and writes everything there: a smoke run, not a measurement.
 
     python benchmarks/calm.py [--size cpu|full] [--corpus C] [--minutes M] [--ae-minutes A]
-                              [--work DIR] [--quick]
+                              [--chunk-sizes K ...] [--blocks N] [--pairs P] [--work DIR] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +46,8 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import finish, finished_run, machine_facts, tokens_per_s  # noqa: E402
+from _results import finish, finished_run, machine_facts  # noqa: E402
+from calm_speed import compare  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -60,11 +63,7 @@ CHUNK_SIZES = (1, 2, 4, 8)
 COMPARED_K = 4
 AE_SHARE = 0.25  # of a CALM's wall time spent on its autoencoder
 AE_MINUTES = {"quick": 0.5, "cpu": 8.0, "full": 15.0}  # the autoencoder trained alone (step 3)
-DECODING = {"temperature": 1.0, "kv_cache": True}
-DECODING_OF = {
-    "calm": DECODING,
-    "arlm": {"temperature": 1.0, "kv_cache": True},
-}  # both sample at T = 1
+DECODING = {"temperature": 1.0, "kv_cache": True}  # both families sample at T = 1, cached
 COMMON = [
     "task.name=text",
     "training.schedule=constant",
@@ -109,6 +108,19 @@ def arguments() -> argparse.Namespace:
         type=Path,
         help="where the runs go (default runs/bench-calm-SIZE; --quick: a temp dir)",
     )
+    parser.add_argument(
+        "--chunk-sizes",
+        default=",".join(map(str, CHUNK_SIZES)),
+        help=f"comma-separated K to train (default {','.join(map(str, CHUNK_SIZES))}; must include {COMPARED_K})",
+    )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        help="test blocks scored for BrierLM and reconstruction (default: 200 at the cpu size)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="alternated ARLM/CALM speed pairs (default 3)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -131,11 +143,16 @@ def arguments() -> argparse.Namespace:
         "full": FULL,
     }[args.size]
     args.minutes = args.minutes or minutes
+    args.limit = args.blocks or args.limit
+    args.chunk_sizes = sorted({int(k) for k in args.chunk_sizes.split(",") if k})
+    if COMPARED_K not in args.chunk_sizes or min(args.chunk_sizes) < 1:
+        parser.error(f"--chunk-sizes: positive sizes that include {COMPARED_K}")
     args.ae_minutes = args.ae_minutes or AE_MINUTES[args.size]
     if args.quick:  # never overwrite measured results with a smoke run
         args.work = args.work or Path(tempfile.mkdtemp(prefix="xlm-calm-bench-"))
         args.out, args.plot = args.work / args.out.name, args.work / args.plot.name
-        args.corpus = str(prepare_corpus(args.work / "corpus.txt", max_mb=0.5))  # kept if there
+        if args.corpus == "python-docs":  # the default: a small corpus instead (kept if there)
+            args.corpus = str(prepare_corpus(args.work / "corpus.txt", max_mb=0.5))
         args.sets = [*args.sets, f"task.cache_dir={args.work / 'cache'}"]
     args.sets = [*COMMON, *corpus_task(args.corpus), *args.sets]
     args.work = args.work or ROOT / "runs" / f"bench-calm-{args.size}"
@@ -169,23 +186,17 @@ def brier_lm(pipeline: Any, args: argparse.Namespace) -> dict[str, Any]:
         pipeline,
         "test",
         args.limit,
-        pipeline.settings(**DECODING_OF[pipeline.family.name]),
+        pipeline.settings(**DECODING),
         prefixes=args.prefixes,
     )
-    return {
-        key: figures.get(key)
-        for key in ("brier_1", "brier_2", "brier_3", "brier_4", "brier_lm", "brier_prefixes")
-    }
+    keys = [f"brier_{n}{end}" for n in range(1, 5) for end in ("", "_stderr")]
+    return {key: figures.get(key) for key in (*keys, "brier_lm", "brier_prefixes")}
 
 
-def speed(pipeline: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    settings = pipeline.settings(
-        **DECODING_OF[pipeline.family.name], max_new_tokens=pipeline.shape.target_length
-    )
-    return [
-        tokens_per_s(pipeline, settings, batch, rows)
-        for batch, rows in zip((1, 16), args.rows, strict=True)
-    ]
+def speed(arlm: Any, pipeline: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Tokens/s of both at batch 1 and 16 over the whole length budget (calm_speed.py's
+    decoding), alternated ``--pairs`` times; CALM / ARLM is the median per-pair ratio."""
+    return compare(arlm, pipeline, args.pairs, tuple(zip((1, 16), args.rows, strict=True)))
 
 
 def reconstruction(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -222,11 +233,9 @@ def calm(args: argparse.Namespace, k: int) -> tuple[Path, Path]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     arlm_dir = trained(args, "arlm", "arlm", args.minutes)
     arlm = xlm_core.load(arlm_dir / FINAL_DIR, device=args.device)
-    report: dict[str, Any] = {
-        "arlm": {"steps": steps_taken(arlm_dir), **brier_lm(arlm, args), "speed": speed(arlm, args)}
-    }
+    report: dict[str, Any] = {"arlm": {"steps": steps_taken(arlm_dir), **brier_lm(arlm, args)}}
     sweep = []
-    for k in CHUNK_SIZES:
+    for k in args.chunk_sizes:
         ae_dir, gen_dir = calm(args, k)
         pipeline = xlm_core.load(gen_dir / FINAL_DIR, device=args.device)
         row = {
@@ -234,18 +243,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "autoencoder_steps": steps_taken(ae_dir),
             "generator_steps": steps_taken(gen_dir),
             **brier_lm(pipeline, args),
-            "speed": speed(pipeline, args),
+            "speed": speed(arlm, pipeline, args),
         }
+        row["brier_lm_over_arlm"] = _ratio(row["brier_lm"], report["arlm"]["brier_lm"])
+        row["tokens_per_s_over_arlm"] = [s["calm_over_arlm"] for s in row["speed"]]
         if k == COMPARED_K:
             row["reconstruction"] = reconstruction(ae_dir, args)
         sweep.append(row)
-    a = report["arlm"]
-    for row in sweep:
-        row["brier_lm_over_arlm"] = _ratio(row["brier_lm"], a["brier_lm"])
-        row["tokens_per_s_over_arlm"] = [
-            r["tokens_per_s"] / ar["tokens_per_s"]
-            for r, ar in zip(row["speed"], a["speed"], strict=True)
-        ]
     report["chunk_sizes"] = sweep
     alone = trained(
         args,
@@ -268,6 +272,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def arlm_speed(report: dict[str, Any], i: int) -> float:
+    """The ARLM's tokens/s at the ``i``-th batch size: the median over its measurements beside
+    every K."""
+    return statistics.median(r["speed"][i]["tokens_per_s"]["arlm"] for r in report["chunk_sizes"])
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -277,20 +287,28 @@ def plot(report: dict[str, Any], path: Path) -> None:
     rows = report["chunk_sizes"]
     ks = [r["chunk_size"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(ks, [r["brier_lm"] or 0.0 for r in rows], "o-", label="CALM")
-    left.axhline(report["arlm"]["brier_lm"] or 0.0, color="grey", ls="--", label="ARLM")
+    # BrierLM (on 0..100) / 100 beside Brier-1: where a small model's BrierLM is 0, Brier-1 still
+    # tells the models apart
+    for i, (key, scale, label) in enumerate(
+        (("brier_lm", 100, "BrierLM / 100"), ("brier_1", 1, "Brier-1"))
+    ):
+        left.plot(
+            ks, [(r[key] or 0.0) / scale for r in rows], "o-", color=f"C{i}", label=f"CALM {label}"
+        )
+        left.axhline(
+            (report["arlm"][key] or 0.0) / scale, color=f"C{i}", ls="--", label=f"ARLM {label}"
+        )
     left.set(
         xscale="log",
         xlabel="chunk size K",
-        ylabel="BrierLM",
-        title=f"BrierLM ({report['minutes']:g} min of training each)",
+        ylabel="score",
+        title=f"Brier-1 and BrierLM ({report['minutes']:g} min of training each)",
     )
     for i, batch in enumerate((1, 16)):
-        right.plot(
-            ks, [r["speed"][i]["tokens_per_s"] for r in rows], "o-", label=f"CALM, batch {batch}"
-        )
+        calm_speeds = [r["speed"][i]["tokens_per_s"]["calm"] for r in rows]
+        right.plot(ks, calm_speeds, "o-", label=f"CALM, batch {batch}")
         right.axhline(
-            report["arlm"]["speed"][i]["tokens_per_s"],
+            arlm_speed(report, i),
             ls="--",
             color=f"C{i}",
             label=f"ARLM, batch {batch}",
@@ -323,22 +341,29 @@ def print_tables(report: dict[str, Any]) -> None:
             f"(posterior sample), {rec['recon_acc_mean']:.4%} (posterior mean), over {rec['tokens']} tokens"
         )
     print(
-        "\n| model | steps | BrierLM | ÷ ARLM | tokens/s batch 1 | tokens/s batch 16 |\n|---|---:|---:|---:|---:|---:|"
+        "\n| model | steps | Brier-1 | Brier-2 | Brier-3 | Brier-4 | BrierLM | ÷ ARLM "
+        "| tokens/s batch 1 | tokens/s batch 16 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     print(
-        f"| ARLM | {a['steps']} | {_fmt(a['brier_lm'])} | 1.00 | {a['speed'][0]['tokens_per_s']:.1f} | {a['speed'][1]['tokens_per_s']:.1f} |"
+        f"| ARLM | {a['steps']} | {_briers(a)} | 1.00 | {arlm_speed(report, 0):.1f} | {arlm_speed(report, 1):.1f} |"
     )
     for r in report["chunk_sizes"]:
         steps = f"{r['autoencoder_steps']} + {r['generator_steps']}"
-        ratio = r["brier_lm_over_arlm"]
+        speeds = " | ".join(f"{s['tokens_per_s']['calm']:.1f}" for s in r["speed"])
         print(
-            f"| CALM K={r['chunk_size']} | {steps} | {_fmt(r['brier_lm'])} | {_fmt(ratio, 2)} | "
-            f"{r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |"
+            f"| CALM K={r['chunk_size']} | {steps} | {_briers(r)} | {_fmt(r['brier_lm_over_arlm'], 2)} | {speeds} |"
         )
-    print("\n| CALM / ARLM tokens/s | batch 1 | batch 16 |\n|---|---:|---:|")
+    print("\n| CALM / ARLM tokens/s (median of pairs) | batch 1 | batch 16 |\n|---|---:|---:|")
     for r in report["chunk_sizes"]:
         b1, b16 = r["tokens_per_s_over_arlm"]
         print(f"| K={r['chunk_size']} | {b1:.2f} | {b16:.2f} |")
+
+
+def _briers(row: dict[str, Any]) -> str:
+    return (
+        " | ".join(_fmt(row[key], 4) for key in ("brier_1", "brier_2", "brier_3", "brier_4"))
+        + f" | {_fmt(row['brier_lm'])}"
+    )
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -360,7 +385,8 @@ def main() -> None:
         **machine_facts(args.device),
         **measure(args),
     }
-    finish(report, args, start, plot, print_tables)
+    # a plot against K needs more than one K
+    finish(report, args, start, plot if len(args.chunk_sizes) > 1 else None, print_tables)
 
 
 if __name__ == "__main__":

@@ -80,10 +80,13 @@ def speed(pipeline: Pipeline, batch: int, rows: int) -> dict[str, Any]:
     return tokens_per_s(pipeline, settings, batch, rows)
 
 
-def compare(arlm: Pipeline, calm: Pipeline, pairs: int) -> list[dict[str, Any]]:
-    """Per batch size: both speeds alternated ``pairs`` times (order flipped every pair)."""
+def compare(
+    arlm: Pipeline, calm: Pipeline, pairs: int, batches: tuple[tuple[int, int], ...] = BATCHES
+) -> list[dict[str, Any]]:
+    """Per (batch size, rows decoded): both speeds alternated ``pairs`` times (order flipped
+    every pair)."""
     out = []
-    for batch, rows in BATCHES:
+    for batch, rows in batches:
         both = paired(partial(speed, arlm, batch, rows), partial(speed, calm, batch, rows), pairs)
         runs = {"arlm": both["first"], "calm": both["second"]}
         out.append({
