@@ -46,6 +46,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
+from _plots import save_sweep  # noqa: E402
 from _results import finish, finished_run, machine_facts, median_row, paired, tokens_per_s  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
@@ -234,13 +235,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         right.plot(blocks, [r["speed"][i]["tokens_per_s"] for r in rows], "o-", label=f"BDLM, batch {batch}")
         right.axhline(report["teacher"]["speed"][i]["tokens_per_s"], ls="--", color=f"C{i}", label=f"ARLM, batch {batch}")
     right.set(xscale="log", yscale="log", xlabel="block size B", ylabel="tokens/s", title="decoding (KV cache, threshold 0.9)")
-    for axis in (left, right):
-        axis.set_xticks(blocks, [str(b) for b in blocks])
-        axis.minorticks_off()  # a log axis would label its minor ticks too (3x10^0 ...)
-        axis.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_sweep(fig, (left, right), blocks, path)
 
 
 def print_tables(report: dict[str, Any]) -> None:

@@ -19,7 +19,9 @@
    ``--pairs`` alternated ARLM/CALM measurements (the host's speed drifts within a run).
 
 Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
-(BrierLM and tokens/s against K), and prints markdown tables. Finished runs in ``--work``
+(Brier-1, BrierLM and the speed ratio against K; none for one K), and prints markdown
+tables (both drawn by ``_calm_report.py``, which redraws them from a saved JSON too).
+Finished runs in ``--work``
 are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone,
 blocks of 64, 10 minutes per model) for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
 ``--quick`` trains a small model half a minute per model on a small corpus in a
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from xlm_core.threads import apply_thread_policy
 apply_thread_policy()  # what `xlm train` runs with: set before torch is imported
 
 import torch  # noqa: E402
+from _calm_report import plot, print_tables  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
 from _results import finish, finished_run, machine_facts  # noqa: E402
 from calm_speed import compare  # noqa: E402
@@ -270,104 +272,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
-
-
-def arlm_speed(report: dict[str, Any], i: int) -> float:
-    """The ARLM's tokens/s at the ``i``-th batch size: the median over its measurements beside
-    every K."""
-    return statistics.median(r["speed"][i]["tokens_per_s"]["arlm"] for r in report["chunk_sizes"])
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["chunk_sizes"]
-    ks = [r["chunk_size"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    # BrierLM (on 0..100) / 100 beside Brier-1: where a small model's BrierLM is 0, Brier-1 still
-    # tells the models apart
-    for i, (key, scale, label) in enumerate(
-        (("brier_lm", 100, "BrierLM / 100"), ("brier_1", 1, "Brier-1"))
-    ):
-        left.plot(
-            ks, [(r[key] or 0.0) / scale for r in rows], "o-", color=f"C{i}", label=f"CALM {label}"
-        )
-        left.axhline(
-            (report["arlm"][key] or 0.0) / scale, color=f"C{i}", ls="--", label=f"ARLM {label}"
-        )
-    left.set(
-        xscale="log",
-        xlabel="chunk size K",
-        ylabel="score",
-        title=f"Brier-1 and BrierLM ({report['minutes']:g} min of training each)",
-    )
-    for i, batch in enumerate((1, 16)):
-        calm_speeds = [r["speed"][i]["tokens_per_s"]["calm"] for r in rows]
-        right.plot(ks, calm_speeds, "o-", label=f"CALM, batch {batch}")
-        right.axhline(
-            arlm_speed(report, i),
-            ls="--",
-            color=f"C{i}",
-            label=f"ARLM, batch {batch}",
-        )
-    right.set(
-        xscale="log",
-        yscale="log",
-        xlabel="chunk size K",
-        ylabel="tokens/s",
-        title="generation (KV cache, T = 1)",
-    )
-    for axis in (left, right):
-        axis.set_xticks(ks, [str(k) for k in ks])
-        axis.minorticks_off()  # a log axis would label its minor ticks too (3x10^0 ...)
-        axis.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-
-
-def print_tables(report: dict[str, Any]) -> None:
-    a, c = report["arlm"], report["compared"]
-    alone = report["autoencoder_alone"]
-    for name, rec in (
-        (f"stage 1 above ({c['autoencoder_steps']} steps)", c["reconstruction"]),
-        (f"trained alone ({alone['minutes']:g} min, {alone['steps']} steps)", alone),
-    ):
-        print(
-            f"\nautoencoder K={COMPARED_K}, {name}, held-out tokens: {rec['recon_acc_sampled']:.4%} "
-            f"(posterior sample), {rec['recon_acc_mean']:.4%} (posterior mean), over {rec['tokens']} tokens"
-        )
-    print(
-        "\n| model | steps | Brier-1 | Brier-2 | Brier-3 | Brier-4 | BrierLM | ÷ ARLM "
-        "| tokens/s batch 1 | tokens/s batch 16 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )
-    print(
-        f"| ARLM | {a['steps']} | {_briers(a)} | 1.00 | {arlm_speed(report, 0):.1f} | {arlm_speed(report, 1):.1f} |"
-    )
-    for r in report["chunk_sizes"]:
-        steps = f"{r['autoencoder_steps']} + {r['generator_steps']}"
-        speeds = " | ".join(f"{s['tokens_per_s']['calm']:.1f}" for s in r["speed"])
-        print(
-            f"| CALM K={r['chunk_size']} | {steps} | {_briers(r)} | {_fmt(r['brier_lm_over_arlm'], 2)} | {speeds} |"
-        )
-    print("\n| CALM / ARLM tokens/s (median of pairs) | batch 1 | batch 16 |\n|---|---:|---:|")
-    for r in report["chunk_sizes"]:
-        b1, b16 = r["tokens_per_s_over_arlm"]
-        print(f"| K={r['chunk_size']} | {b1:.2f} | {b16:.2f} |")
-
-
-def _briers(row: dict[str, Any]) -> str:
-    return (
-        " | ".join(_fmt(row[key], 4) for key in ("brier_1", "brier_2", "brier_3", "brier_4"))
-        + f" | {_fmt(row['brier_lm'])}"
-    )
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """benchmarks/calm.py as a toy smoke run: it trains ARLM and CALM for a few seconds each on a
-generated corpus, scores BrierLM, times both in alternated pairs and writes the report."""
+generated corpus, scores BrierLM, times both in alternated pairs and writes the report, which
+``_calm_report.py`` redraws."""
 
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ def test_a_toy_run_reports_brier_and_paired_speed_for_each_k(tmp_path):
             assert len(s["ratios"]) == 2 and ratio == statistics.median(s["ratios"])
     assert (tmp_path / "work" / "calm_chunk_sweep.png").is_file()
     assert "| CALM K=4 |" in done.stdout
+    # the tables and the plot again from the saved JSON alone
+    redrawn = tmp_path / "redrawn.png"
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "_calm_report.py"), str(tmp_path / "work" / "calm.json"), "--plot", str(redrawn)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert redrawn.is_file() and "| CALM K=4 |" in again.stdout
 
 
 def test_chunk_sizes_must_include_the_compared_k(tmp_path):
