@@ -15,7 +15,7 @@ networks that run once per CALM step besides it (the energy head and the autoenc
 decoder); at ``small`` it is most of the step.
 
     python benchmarks/calm_speed.py [--presets tiny,small] [--chunk-sizes 1,2,4,8] [--pairs 5] [--corpus C]
-                                  [--set KEY=VALUE ...]
+                                  [--set KEY=VALUE ...] [--calm-set KEY=VALUE ...] [--out FILE]
 
 Writes benchmarks/results/calm_speed.json and prints a markdown table.
 """
@@ -107,7 +107,8 @@ def measure(preset: str, args: argparse.Namespace) -> dict[str, Any]:
         "chunk_sizes": [],
     }
     for k in args.chunk_sizes:
-        calm = fresh("calm", preset, [f"model.chunk_size={k}", "model.stage=generator"], args)
+        extra = [f"model.chunk_size={k}", "model.stage=generator", *args.calm_sets]
+        calm = fresh("calm", preset, extra, args)
         generator = calm.model.generator
         # CALM starts its head's output layer at zero: every step would then decode the one chunk
         # of the origin (which may hold EOS and end every row at once). At the scale of the other
@@ -165,6 +166,14 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="a config item for both families, as `xlm train --set` (repeatable)",
     )
+    parser.add_argument(
+        "--calm-set",
+        dest="calm_sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config item for CALM only, e.g. model.ae_d_model=512 (repeatable)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -182,6 +191,7 @@ def main() -> None:
         "weights": "fresh (seed 0): speed depends on shapes and lengths, not on training",
         "decoding": {"temperature": 1.0, "kv_cache": True, "budget": "the task's target length"},
         "pairs": args.pairs,
+        "settings": {"both": args.sets, "calm": args.calm_sets},
         **machine_facts(args.device),
         "sizes": [measure(preset, args) for preset in args.presets],
     }

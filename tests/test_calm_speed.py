@@ -40,9 +40,13 @@ def test_a_toy_run_compares_fresh_models_over_alternated_pairs(tmp_path):
     ]
     for item in TOY:
         command += ["--set", item]
+    # CALM only: the ARLM's config has no such key and would refuse it
+    command += ["--calm-set", "model.ae_d_model=24"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    (size,) = json.loads(out.read_text())["sizes"]
+    report = json.loads(out.read_text())
+    assert report["settings"]["calm"] == ["model.ae_d_model=24"]
+    (size,) = report["sizes"]
     (row,) = size["chunk_sizes"]
     assert size["preset"] == "tiny" and row["chunk_size"] == 2
     assert all(count > 0 for count in row["parameters"].values())
