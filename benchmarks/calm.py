@@ -21,14 +21,13 @@
 Writes benchmarks/results/calm.json and the plot docs/images/calm_chunk_sweep.png
 (Brier-1, BrierLM and the speed ratio against K; none for one K), and prints markdown
 tables (both drawn by ``_calm_report.py``, which redraws them from a saved JSON too).
-Finished runs in ``--work``
-are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone,
+Finished runs in ``--work`` are reused when their settings are unchanged. Sizes: ``cpu`` (the ``tiny`` backbone,
 blocks of 64, 10 minutes per model) for the 2-core CPU; ``full`` (blocks of 128, 30 minutes per model) for a GPU.
 ``--quick`` trains a small model half a minute per model on a small corpus in a
 temporary directory and writes everything there: a smoke run, not a measurement.
 
     python benchmarks/calm.py [--size cpu|full] [--corpus C] [--minutes M] [--ae-minutes A]
-                              [--chunk-sizes K ...] [--blocks N] [--pairs P] [--work DIR] [--quick]
+                              [--chunk-sizes 1,2,4,8] [--blocks N] [--pairs P] [--work DIR] [--quick]
 """
 
 from __future__ import annotations
