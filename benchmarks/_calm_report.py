@@ -8,13 +8,11 @@ Kept apart from ``calm.py`` (which trains and measures) so that a saved
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from _plots import save_sweep
+from _plots import redraw, save_sweep
 
 
 def arlm_speed(report: dict[str, Any], i: int) -> float:
@@ -105,17 +103,5 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="redraw calm.py's plot and tables from its JSON")
-    parser.add_argument("report", type=Path)
-    parser.add_argument("--plot", type=Path, help="where the plot goes (default: the report's own)")
-    args = parser.parse_args()
-    report = json.loads(args.report.read_text(encoding="utf-8"))
-    target = args.plot or (Path(report["plot"]) if report.get("plot") else None)
-    if target is not None:
-        plot(report, target)
-    print_tables(report)
-
-
 if __name__ == "__main__":
-    main()
+    redraw(plot, print_tables)

@@ -80,6 +80,13 @@ def tokens_per_s(pipeline: Any, settings: Any, batch: int, rows: int) -> dict[st
     }
 
 
+def budget_decoder(pipeline: Any, settings: dict[str, Any]) -> Callable[[int, int], dict[str, Any]]:
+    """``(batch, rows) -> tokens_per_s row`` of ``pipeline`` decoding with ``settings`` and the
+    task's whole length budget (``max_new_tokens``), the same for every model compared."""
+    settings = pipeline.settings(**settings, max_new_tokens=pipeline.shape.target_length)
+    return lambda batch, rows: tokens_per_s(pipeline, settings, batch, rows)
+
+
 def paired(
     first: Callable[[], dict[str, Any]], second: Callable[[], dict[str, Any]], pairs: int
 ) -> dict[str, Any]:

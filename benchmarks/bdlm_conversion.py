@@ -45,9 +45,9 @@ from xlm_core.threads import apply_thread_policy
 apply_thread_policy()  # what `xlm train` runs with: set before torch is imported
 
 import torch  # noqa: E402
+from _bdlm_conversion_report import plot, print_tables  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _plots import save_sweep  # noqa: E402
-from _results import finish, finished_run, machine_facts, median_row, paired, tokens_per_s  # noqa: E402
+from _results import budget_decoder, finish, finished_run, machine_facts, median_row, paired  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -138,15 +138,8 @@ def likelihood(pipeline: Any, limit: int) -> dict[str, Any]:
     return {"nll": scored["nll"], "nll_kind": scored["nll_kind"], "n_tokens": scored["n_tokens"]}
 
 
-def decoder(pipeline: Any, settings: dict[str, Any]) -> Any:
-    """``(batch, rows) -> tokens_per_s row`` of ``pipeline`` decoding with ``settings`` and the
-    same length budget for every model."""
-    settings = pipeline.settings(**settings, max_new_tokens=pipeline.shape.target_length)
-    return lambda batch, rows: tokens_per_s(pipeline, settings, batch, rows)
-
-
 def speed(pipeline: Any, settings: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    run = decoder(pipeline, settings)
+    run = budget_decoder(pipeline, settings)
     return [run(batch, rows) for batch, rows in zip((1, 16), args.rows, strict=True)]
 
 
@@ -160,7 +153,7 @@ def quality(pipeline: Any, teacher: Any, settings: dict[str, Any], n: int) -> di
 def judged(pipeline: Any, teacher: Any, taught: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Speed and sample quality of ``pipeline`` decoding with ``settings``, each also as a ratio
     to the teacher's (``taught``); the speed ratios from ``--pairs`` alternated pairs with the teacher."""
-    run, reference = decoder(pipeline, settings), decoder(teacher, ARLM_DECODING)
+    run, reference = budget_decoder(pipeline, settings), budget_decoder(teacher, ARLM_DECODING)
     both = [paired(partial(reference, b, n), partial(run, b, n), args.pairs) for b, n in zip((1, 16), args.rows, strict=True)]
     q = quality(pipeline, teacher, settings, args.judged)
     return {
@@ -217,71 +210,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ]
     report["block_sizes"] = sweep
     return report
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["block_sizes"]
-    blocks = [r["block_size"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(blocks, [r["bound_over_nll"] for r in rows], "o-", label="BDLM, converted")
-    left.axhline(1.0, color="grey", ls="--", label="ARLM teacher (exact NLL)")
-    left.set(xscale="log", xlabel="block size B", ylabel="NELBO / teacher NLL", title="likelihood")
-    for i, batch in enumerate((1, 16)):
-        right.plot(blocks, [r["speed"][i]["tokens_per_s"] for r in rows], "o-", label=f"BDLM, batch {batch}")
-        right.axhline(report["teacher"]["speed"][i]["tokens_per_s"], ls="--", color=f"C{i}", label=f"ARLM, batch {batch}")
-    right.set(xscale="log", yscale="log", xlabel="block size B", ylabel="tokens/s", title="decoding (KV cache, threshold 0.9)")
-    save_sweep(fig, (left, right), blocks, path)
-
-
-def print_tables(report: dict[str, Any]) -> None:
-    t, c, s = report["teacher"], report["converted"], report["scratch"]
-    print("\n| model | steps | per-token NLL | kind | ÷ teacher NLL |\n|---|---:|---:|---|---:|")
-    print(f"| ARLM teacher | {report['steps']} | {t['nll']:.4f} | exact | 1.000 |")
-    print(f"| BDLM B=4, converted | {report['steps'] // 5} | {c['nll']:.4f} | bound | {c['bound_over_nll']:.3f} |")
-    print(f"| BDLM B=4, from scratch | {report['steps'] // 5} | {s['nll']:.4f} | bound | {s['bound_over_nll']:.3f} |")
-    p = report["position_masking"]
-    print(f"| BDLM B=4, converted, position masking | {report['steps'] // 5} | {p['nll']:.4f} | bound | {p['bound_over_nll']:.3f} |")
-    print("\n| decoding | batch | tokens/s | mean length | nfe/token |\n|---|---:|---:|---:|---:|")
-    for label, rows in (
-        ("ARLM, KV cache", t["speed"]),
-        ("BDLM B=4, cache + threshold", c["speed"]),
-        ("BDLM B=4, position masking, cache + threshold", p["speed"]),
-    ):
-        for r in rows:
-            print(f"| {label} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['mean_length']:.1f} | {r['nfe_per_token']:.2f} |")
-    tq = t["quality"]
-    print("\n| samples (unconditional blocks) | gen-PPL (teacher) | entropy | mean length |\n|---|---:|---:|---:|")
-    print(f"| test data | {tq['data_gen_ppl']:.1f} | {tq['data_entropy']:.2f} | |")
-    for label, q in (("ARLM teacher", tq), ("BDLM B=4, converted", c["quality"]), ("BDLM B=4, position masking", p["quality"])):
-        print(f"| {label} | {q['gen_ppl']:.1f} | {q['entropy']:.2f} | {q['mean_length']:.1f} |")
-    print(
-        "\n| BDLM B=4, converted, threshold | tokens/s ÷ ARLM, batch 1 | batch 16 | nfe/token | gen-PPL ÷ ARLM's | entropy ÷ ARLM's |"
-        "\n|---:|---:|---:|---:|---:|---:|"
-    )
-    for r in report["thresholds"]:
-        b1, b16 = r["tokens_per_s_over_teacher"]
-        print(
-            f"| {r['threshold']} | {b1:.2f} | {b16:.2f} | {r['speed'][1]['nfe_per_token']:.2f} | "
-            f"{r['gen_ppl_over_teacher']:.2f} | {r['entropy_over_teacher']:.2f} |"
-        )
-    print(
-        "\n| BDLM B=4, threshold 0.9 in reading order | tokens/s ÷ ARLM, batch 1 | batch 16 | nfe/token | gen-PPL ÷ ARLM's | entropy ÷ ARLM's |"
-        "\n|---|---:|---:|---:|---:|---:|"
-    )
-    for r in report["reading_order"]:
-        b1, b16 = r["tokens_per_s_over_teacher"]
-        print(
-            f"| {r['model']} | {b1:.2f} | {b16:.2f} | {r['speed'][1]['nfe_per_token']:.2f} | "
-            f"{r['gen_ppl_over_teacher']:.2f} | {r['entropy_over_teacher']:.2f} |"
-        )
-    print("\n| B | bound ÷ NLL | tokens/s batch 1 | tokens/s batch 16 |\n|---:|---:|---:|---:|")
-    for r in report["block_sizes"]:
-        print(f"| {r['block_size']} | {r['bound_over_nll']:.3f} | {r['speed'][0]['tokens_per_s']:.1f} | {r['speed'][1]['tokens_per_s']:.1f} |")
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from _calm_report import plot, print_tables  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
 from _results import finish, finished_run, machine_facts  # noqa: E402
-from calm_speed import compare  # noqa: E402
+from calm_speed import DECODING, compare  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -64,7 +64,6 @@ CHUNK_SIZES = (1, 2, 4, 8)
 COMPARED_K = 4
 AE_SHARE = 0.25  # of a CALM's wall time spent on its autoencoder
 AE_MINUTES = {"quick": 0.5, "cpu": 8.0, "full": 15.0}  # the autoencoder trained alone (step 3)
-DECODING = {"temperature": 1.0, "kv_cache": True}  # both families sample at T = 1, cached
 COMMON = [
     "task.name=text",
     "training.schedule=constant",

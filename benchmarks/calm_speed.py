@@ -37,7 +37,7 @@ apply_thread_policy()  # what `xlm generate` runs with: set before torch is impo
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import machine_facts, paired, tokens_per_s  # noqa: E402
+from _results import budget_decoder, machine_facts, median_row, paired  # noqa: E402
 
 from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.data.tasks import build_task  # noqa: E402
@@ -47,6 +47,7 @@ from xlm_core.plugins import get_registry  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "calm_speed.json"
 TEXT = ["task.name=text", "task.block_size=64"]  # calm.py's cpu size
 BATCHES = ((1, 2), (16, 16))  # (batch size, rows decoded per measurement)
+DECODING = {"temperature": 1.0, "kv_cache": True}  # both families sample at T = 1, cached
 
 
 def fresh(plugin: str, preset: str, extra: list[str], args: argparse.Namespace) -> Pipeline:
@@ -73,25 +74,19 @@ def parameters(module: torch.nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def speed(pipeline: Pipeline, batch: int, rows: int) -> dict[str, Any]:
-    settings = pipeline.settings(
-        temperature=1.0, kv_cache=True, max_new_tokens=pipeline.shape.target_length
-    )
-    return tokens_per_s(pipeline, settings, batch, rows)
-
-
 def compare(
     arlm: Pipeline, calm: Pipeline, pairs: int, batches: tuple[tuple[int, int], ...] = BATCHES
 ) -> list[dict[str, Any]]:
     """Per (batch size, rows decoded): both speeds alternated ``pairs`` times (order flipped
     every pair)."""
     out = []
+    a, c = budget_decoder(arlm, DECODING), budget_decoder(calm, DECODING)
     for batch, rows in batches:
-        both = paired(partial(speed, arlm, batch, rows), partial(speed, calm, batch, rows), pairs)
+        both = paired(partial(a, batch, rows), partial(c, batch, rows), pairs)
         runs = {"arlm": both["first"], "calm": both["second"]}
         out.append({
             "batch": batch,
-            "tokens_per_s": {n: statistics.median(r["tokens_per_s"] for r in v) for n, v in runs.items()},
+            "tokens_per_s": {n: median_row(v)["tokens_per_s"] for n, v in runs.items()},
             "mean_length": {n: statistics.mean(r["mean_length"] for r in v) for n, v in runs.items()},
             "ratios": both["ratios"],
             "calm_over_arlm": both["ratio"],
@@ -189,7 +184,7 @@ def main() -> None:
         "benchmark": "calm_speed",
         "corpus": args.corpus,
         "weights": "fresh (seed 0): speed depends on shapes and lengths, not on training",
-        "decoding": {"temperature": 1.0, "kv_cache": True, "budget": "the task's target length"},
+        "decoding": {**DECODING, "budget": "the task's target length"},
         "pairs": args.pairs,
         "settings": {"both": args.sets, "calm": args.calm_sets},
         **machine_facts(args.device),
