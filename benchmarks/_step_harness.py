@@ -19,6 +19,7 @@ from xlm_core.components import IGNORE_INDEX, Batch
 from xlm_core.config import resolve_run_config
 from xlm_core.data.datamodule import XLMDataModule
 from xlm_core.data.tasks import build_task
+from xlm_core.nn import dropout as dropout_module
 from xlm_core.nn import transformer
 from xlm_core.plugins import get_registry
 from xlm_core.training import build_optimizer
@@ -77,15 +78,18 @@ def legacy_ilm(loss_fn: Any, model: Any, batch: Batch) -> torch.Tensor:
 
 @contextlib.contextmanager
 def legacy_attention() -> Iterator[None]:
-    """Attention at 3463788: scaled_dot_product_attention in the inputs' dtype (bf16 under autocast)."""
-    current = transformer.attention
+    """Attention and dropout at 3463788: scaled_dot_product_attention in the inputs' dtype (bf16
+    under autocast), dropout masks drawn by torch (``bernoulli_``). (The rotary embedding's
+    rewrite, bitwise the same numbers, is not undone.)"""
+    current, current_dropout = transformer.attention, dropout_module.dropout
     transformer.attention = lambda q, k, v, mask, p, causal: F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal
     )
+    dropout_module.dropout = lambda x, p, training=True: F.dropout(x, p, training)
     try:
         yield
     finally:
-        transformer.attention = current
+        transformer.attention, dropout_module.dropout = current, current_dropout
 
 
 LEGACY: dict[str, Callable[[Any, Any, Batch], torch.Tensor]] = {

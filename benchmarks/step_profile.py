@@ -9,7 +9,7 @@ Steps profiled (batch 64, the tiny preset unless said):
   blocks of 128.
 
 For each step and precision (fp32, and bf16 autocast where the CPU has native bf16) the
-step as it was ("before": the losses and the attention call of 3463788, reproduced in
+step as it was ("before": the losses, the attention call and the dropout of 3463788, reproduced in
 benchmarks/_step_harness.py) and as it is ("after") alternate, ``--pairs`` times each, on the same batches; the headline
 is the median of the per-pair ratios after/before. The torch profiler then splits both into
 kinds of work (matrix products, attention, softmax and cross-entropy, copies and fills,

@@ -300,3 +300,53 @@ def test_unmasking_selects_what_both_former_orders_selected():
         by_argmax = (eligible & (masked_score > tau)).scatter(1, masked_score.argmax(1, keepdim=True), True)
         assert torch.equal(above_threshold(score, eligible, tau), by_rank)
         assert torch.equal(by_rank, by_argmax)
+
+
+def test_cpu_dropout_drops_p_keeps_the_mean_and_repeats_under_a_seed():
+    from xlm_core.nn.dropout import Dropout, dropout
+
+    torch.manual_seed(0)
+    y = dropout(torch.ones(1_000_000), 0.1)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.002  # ~7 standard errors of a million Bernoulli(0.1) draws
+    assert abs(y.mean().item() - 1.0) < 0.003
+    kept = y.unique().tolist()
+    assert kept[0] == 0.0 and kept[1:] == [pytest.approx(65536 / (65536 - 6554))]  # 0.1 -> 6554 / 2^16
+    torch.manual_seed(3)
+    a = dropout(torch.ones(7, 5), 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(a, dropout(torch.ones(7, 5), 0.5))
+    x = torch.randn(6, 9, requires_grad=True)
+    out = dropout(x, 0.3)
+    out.backward(torch.ones_like(out))
+    assert torch.allclose(x.grad, out.detach() / x.detach())  # the gradient is the mask times the scale
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0) is x
+    assert dropout(torch.ones(0, 3), 0.5).shape == (0, 3)
+    layer = Dropout(0.25)
+    assert layer.eval()(x) is x
+    assert (layer.train()(torch.ones(10_000)) == 0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_explicit_attention_is_scaled_dot_product_attention(dtype):
+    """The CPU path taken with dropout: without its dropout it equals torch's attention, for
+    the causal flag, a boolean mask (with a key longer than the queries) and both."""
+    import torch.nn.functional as F
+
+    from xlm_core.nn.attention import _explicit_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, dtype=dtype) for _ in range(3))
+    mask = torch.rand(2, 1, 5, 5) > 0.3
+    mask |= torch.eye(5, dtype=torch.bool)
+    tol = {"atol": 1e-5} if dtype == torch.float32 else {"atol": 3e-2}
+    for attn_mask, causal in ((None, True), (mask, False), (None, False)):
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
+        assert torch.allclose(_explicit_attention(q, k, v, attn_mask, 0.0, causal), want, **tol)
+    long_k, long_v = torch.randn(2, 3, 7, 8, dtype=dtype), torch.randn(2, 3, 7, 8, dtype=dtype)
+    wide = torch.rand(2, 1, 5, 7) > 0.3
+    wide[..., 0] = True
+    want = F.scaled_dot_product_attention(q, long_k, long_v, attn_mask=wide)
+    assert torch.allclose(_explicit_attention(q, long_k, long_v, wide, 0.0, False), want, **tol)
+    want = F.scaled_dot_product_attention(q, long_k, long_v, is_causal=True)
+    assert torch.allclose(_explicit_attention(q, long_k, long_v, None, 0.0, True), want, **tol)

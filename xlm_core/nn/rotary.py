@@ -13,14 +13,19 @@ def rotary_frequencies(head_dim: int, base: float = 10000.0) -> Tensor:
 
 
 def rotary_tables(positions: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
-    """cos/sin ``(B, 1, L, head_dim // 2)`` for ``positions`` ``(B, L)``; computed once per forward."""
+    """cos and signed sin ``(B, 1, L, head_dim)`` for ``positions`` ``(B, L)``; computed once per forward.
+
+    Each half of the head sees the same angles; the sine's first half is negated so that
+    :func:`rotary` is two products and a sum over the whole head."""
     angles = positions.to(torch.float32)[:, None, :, None] * inv_freq.float()
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x`` ``(B, H, L, D)`` by the angles in ``cos``/``sin`` (half-split convention)."""
+    """Rotate ``x`` ``(..., B, H, L, D)`` by the angles of :func:`rotary_tables` (half-split convention:
+    ``(x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos)``); leading dimensions broadcast, so queries
+    and keys turn in one call."""
     half = x.shape[-1] // 2
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    return x * cos.to(x.dtype) + swapped * sin.to(x.dtype)

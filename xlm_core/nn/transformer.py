@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm_core.nn.attention import attention
+from xlm_core.nn.dropout import Dropout
 from xlm_core.nn.kv_cache import KVCache, key_query_mask, pattern_mask
 from xlm_core.nn.rotary import rotary, rotary_frequencies, rotary_tables
 from xlm_core.plugins.settings import FamilyConfig
@@ -59,7 +60,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(d_model, d_ff, bias=False), nn.GELU(), nn.Linear(d_ff, d_model, bias=False)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # adaLN: the condition predicts shift/scale/gate for both sub-layers; zero-initialised
         # so a conditioned model starts as the unconditioned one.
         self.ada = nn.Linear(cond_dim, 6 * d_model) if cond_dim else None
@@ -97,8 +98,8 @@ class Block(nn.Module):
         layer: int,
     ) -> Tensor:
         b, length, d = h.shape
-        q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = rotary(q, *rope), rotary(k, *rope)
+        qkv = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        (q, k), v = rotary(qkv[:2], *rope), qkv[2]
         if cache is not None:
             k, v = cache.store(layer, k, v)
         p = self.dropout.p if self.training else 0.0
