@@ -99,7 +99,11 @@ class Block(nn.Module):
     ) -> Tensor:
         b, length, d = h.shape
         qkv = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        (q, k), v = rotary(qkv[:2], *rope), qkv[2]
+        # split and unbind, not indexing: their gradients are one concatenation, where an index
+        # makes a zero-filled gradient of the whole qkv per piece
+        qk, v = qkv.split((2, 1))
+        q, k = rotary(qk, *rope).unbind(0)
+        v = v.squeeze(0)
         if cache is not None:
             k, v = cache.store(layer, k, v)
         p = self.dropout.p if self.training else 0.0
