@@ -19,8 +19,8 @@ from xlm_core.components import IGNORE_INDEX, Batch
 from xlm_core.config import resolve_run_config
 from xlm_core.data.datamodule import XLMDataModule
 from xlm_core.data.tasks import build_task
+from xlm_core.nn import block
 from xlm_core.nn import dropout as dropout_module
-from xlm_core.nn import transformer
 from xlm_core.plugins import get_registry
 from xlm_core.training import build_optimizer
 
@@ -81,15 +81,15 @@ def legacy_attention() -> Iterator[None]:
     """Attention and dropout at 3463788: scaled_dot_product_attention in the inputs' dtype (bf16
     under autocast), dropout masks drawn by torch (``bernoulli_``). (The rotary embedding's
     rewrite, bitwise the same numbers, is not undone.)"""
-    current, current_dropout = transformer.attention, dropout_module.dropout
-    transformer.attention = lambda q, k, v, mask, p, causal: F.scaled_dot_product_attention(
+    current, current_dropout = block.attention, dropout_module.dropout
+    block.attention = lambda q, k, v, mask, p, causal: F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal
     )
     dropout_module.dropout = lambda x, p, training=True: F.dropout(x, p, training)
     try:
         yield
     finally:
-        transformer.attention, dropout_module.dropout = current, current_dropout
+        block.attention, dropout_module.dropout = current, current_dropout
 
 
 LEGACY: dict[str, Callable[[Any, Any, Batch], torch.Tensor]] = {

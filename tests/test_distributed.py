@@ -198,7 +198,7 @@ FSDP_WORKER = textwrap.dedent(
 
     from xlm_core.config import resolve_run_config
     from xlm_core.data.tasks import build_task
-    from xlm_core.nn.transformer import Block
+    from xlm_core.nn.block import Block
     from xlm_core.plugins import get_registry
     from xlm_core.training import XLMModule, no_decay_names, param_groups
 

@@ -51,11 +51,7 @@ def _explicit_attention(
     if is_causal:  # top-left aligned, as scaled_dot_product_attention's is_causal
         future = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu_(1)
         scores = scores.masked_fill(future, float("-inf"))
-    if attn_mask is not None:
-        scores = (
-            scores.masked_fill(~attn_mask, float("-inf"))
-            if attn_mask.dtype == torch.bool
-            else scores + attn_mask
-        )
+    if attn_mask is not None:  # the backbone's masks are boolean (True: may attend)
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
     probs = scores.softmax(-1, dtype=torch.float32).to(q.dtype)
     return torch.matmul(dropout(probs, dropout_p), v)
