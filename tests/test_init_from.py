@@ -158,3 +158,19 @@ def test_layers_fold_into_ranges():
     items = [(f"blocks.{i}.w", (2, 2)) for i in (0, 1, 2)] + [("blocks.5.w", (2, 2)), ("head", (3,))]
     assert grouped(items) == ["blocks.{0,1,2,5}.w (2, 2)", "head (3,)"]
     assert grouped(items[:3]) == ["blocks.{0-2}.w (2, 2)"]
+
+
+def test_a_checkpoint_that_shares_no_tensor_is_refused_before_anything_is_written(arlm_run, cli, tmp_path):
+    # the ARLM's weights under other names: what a CALM checkpoint (generator.backbone.*) is to a BDLM
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(arlm_run / FINAL_DIR, other)
+    weights = other / "model.safetensors"
+    save_file({f"generator.{name}": t for name, t in load_file(weights).items()}, weights)
+    out = tmp_path / "refused"
+    result = cli("train", "--plugin", "bdlm", "--init-from", str(other), "--out", str(out), *sets(*TINY))
+    _one_line(result, "shares no tensor", "generator.backbone.", "this model's: backbone.")
+    assert not out.exists()

@@ -5,7 +5,8 @@ shapes): an ARLM into a BDLM or an MDLM, a stage-1 model into a stage-2 model th
 holds it (``prefix`` names where the checkpoint's tensors go). Tensors are matched by
 name: one in both with the same shape is **loaded**, one only in the new model is
 **new** (its own initialisation stays), one only in the checkpoint is **skipped**. A
-shared tensor whose shapes differ means another backbone: refused, in one line. So is a
+shared tensor whose shapes differ means another backbone: refused, in one line; so is a
+checkpoint that shares no tensor at all (nothing would be loaded). So is a
 tokenizer other than the checkpoint's: the new run tokenizes its data with the
 checkpoint's tokenizer (the runner builds the task with it), and a task that insists on
 another one (a text task's ``tokenizer`` setting, a plugin task that brings its own) is
@@ -151,6 +152,8 @@ def initialise(model: nn.Module, source: InitSource, model_config: Any = None, p
             if name in shapes and tuple(tensor.shape) != shapes[name]:
                 raise XLMUserError(_mismatch(source, name, shapes[name], tuple(tensor.shape), model_config))
         tensors = {name: file.get_tensor(name[len(prefix) :]) for name in shapes if name in state}
+    if not tensors:  # e.g. a CALM checkpoint, whose backbone sits under generator.: nothing to start from
+        raise XLMUserError(_disjoint(source, shapes, state))
     loaded = _covered(state, tensors)
     _refuse_merged_tensors(source, state, tensors)
     model.load_state_dict(tensors, strict=False)
@@ -191,6 +194,18 @@ def _tied_groups(state: dict[str, torch.Tensor]) -> list[list[str]]:
     for name, tensor in state.items():
         groups[(tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))].append(name)
     return [names for names in groups.values() if len(names) > 1]
+
+
+def _disjoint(source: InitSource, shapes: dict[str, Shape], state: dict[str, torch.Tensor]) -> str:
+    def names(keys: Any) -> str:
+        keys = list(keys)
+        return ", ".join(keys[:2]) + (", ..." if len(keys) > 2 else "")
+
+    return (
+        f"--init-from {source.directory}: the checkpoint ({source.record.plugin.name}) shares no tensor "
+        f"with this run's model, so there is nothing to start from (its tensors: {names(shapes)}; "
+        f"this model's: {names(state)})"
+    )
 
 
 def _mismatch(source: InitSource, name: str, theirs: Shape, mine: Shape, model_config: Any) -> str:
