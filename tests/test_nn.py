@@ -281,6 +281,20 @@ def test_reading_order_needs_a_sampler_that_chooses_positions():
         Settings(order="left_to_right")
 
 
+def test_a_threshold_no_confidence_can_pass_is_refused():
+    from pydantic import ValidationError
+
+    from xlm_core.plugins import ConfidenceSettings
+
+    ConfidenceSettings(sampler="threshold", threshold=1.0)  # the scale's top: one position per step
+    ConfidenceSettings(sampler="threshold", confidence="neg_entropy", threshold=-0.5)
+    ConfidenceSettings(sampler="confidence", confidence="neg_entropy")  # the unused default 0.9 is fine
+    with pytest.raises(ValidationError, match="threshold=90.0 is above every top_prob confidence"):
+        ConfidenceSettings(sampler="threshold", threshold=90)
+    with pytest.raises(ValidationError, match="above every neg_entropy confidence"):
+        ConfidenceSettings(sampler="threshold", confidence="neg_entropy", threshold=0.5)
+
+
 def test_unmasking_selects_what_both_former_orders_selected():
     """MDLM ranked positions through a scatter of a stable sort, MLM took the sorted top k and the
     argmax: with ties everywhere, every formulation picks the same positions."""

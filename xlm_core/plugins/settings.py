@@ -185,7 +185,8 @@ class ConfidenceSettings(PredictorSettings):
     threshold: float = Field(
         0.9,
         description="threshold: unmask positions whose confidence is above this value, on the scale of "
-        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy).",
+        "`confidence` (a probability for top_prob and margin, a negative number for neg_entropy); one "
+        "above the scale's top (1, or 0 for neg_entropy) is refused.",
     )
     reuse_logits: bool = Field(
         True,
@@ -206,5 +207,16 @@ class ConfidenceSettings(PredictorSettings):
         if self.order != "confidence" and self.sampler not in ("confidence", "threshold"):
             raise ValueError(
                 f"order={self.order} applies to the confidence and threshold samplers, not {self.sampler}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _threshold_on_the_confidence_scale(self) -> ConfidenceSettings:
+        # no score can exceed it, so every step would decide one position: most likely a typo (90 for 0.9)
+        top = 0.0 if self.confidence == "neg_entropy" else 1.0
+        if self.sampler == "threshold" and self.threshold > top:
+            raise ValueError(
+                f"threshold={self.threshold} is above every {self.confidence} confidence (at most {top:g}), "
+                "so no position would ever pass it"
             )
         return self

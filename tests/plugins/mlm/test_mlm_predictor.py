@@ -201,8 +201,9 @@ def test_mask_predict_stops_once_nothing_is_masked(model, vocab, shape, prompts,
 
 
 def test_threshold_extremes_match_the_other_strategies(model, vocab, shape, prompts):
-    # above every probability: one position per step, the most confident, as confidence k=1
-    slow = decode(model, vocab, shape, prompts, strategy="threshold", threshold=1.5)
+    # the scale's top, which no probability exceeds: one position per step, the most confident, as
+    # confidence k=1 (above it is refused)
+    slow = decode(model, vocab, shape, prompts, strategy="threshold", threshold=1.0)
     one_by_one = decode(model, vocab, shape, prompts, strategy="confidence", k=1)
     assert torch.equal(slow.ids, one_by_one.ids) and torch.equal(slow.nfe, one_by_one.nfe)
     # below every probability: all positions at once, as one-shot argmax
