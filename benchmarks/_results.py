@@ -9,7 +9,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,17 @@ def paired(
         for a, b in zip(runs["first"], runs["second"], strict=True)
     ]
     return {**runs, "ratios": ratios, "ratio": statistics.median(ratios)}
+
+
+def paired_speeds(
+    first: Callable[[int, int], dict[str, Any]],
+    second: Callable[[int, int], dict[str, Any]],
+    batches: Iterable[tuple[int, int]],
+    pairs: int,
+) -> list[dict[str, Any]]:
+    """:func:`paired` at each ``(batch size, rows decoded)`` of ``batches``, for two decoders
+    ``(batch, rows) -> tokens_per_s row`` (:func:`budget_decoder`)."""
+    return [paired(partial(first, b, n), partial(second, b, n), pairs) for b, n in batches]
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import argparse
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ apply_thread_policy()  # what `xlm train` runs with: set before torch is importe
 import torch  # noqa: E402
 from _bdlm_conversion_report import plot, print_tables  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import budget_decoder, finish, finished_run, machine_facts, median_row, paired  # noqa: E402
+from _results import budget_decoder, finish, finished_run, machine_facts, median_row, paired_speeds  # noqa: E402
 from text_corpus import prepare_corpus  # noqa: E402
 
 import xlm_core  # noqa: E402
@@ -154,7 +153,7 @@ def judged(pipeline: Any, teacher: Any, taught: dict[str, Any], settings: dict[s
     """Speed and sample quality of ``pipeline`` decoding with ``settings``, each also as a ratio
     to the teacher's (``taught``); the speed ratios from ``--pairs`` alternated pairs with the teacher."""
     run, reference = budget_decoder(pipeline, settings), budget_decoder(teacher, ARLM_DECODING)
-    both = [paired(partial(reference, b, n), partial(run, b, n), args.pairs) for b, n in zip((1, 16), args.rows, strict=True)]
+    both = paired_speeds(reference, run, zip((1, 16), args.rows, strict=True), args.pairs)
     q = quality(pipeline, teacher, settings, args.judged)
     return {
         "speed": [median_row(p["second"]) for p in both],

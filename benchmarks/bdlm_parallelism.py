@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +37,25 @@ from xlm_core.threads import apply_thread_policy
 apply_thread_policy()  # what `xlm train` runs with: set before torch is imported
 
 import torch  # noqa: E402
-from _results import budget_decoder, finished_run, machine_facts, paired  # noqa: E402
-from bdlm_conversion import POSITION_MASKING  # noqa: E402  the recipe that met the likelihood goal
+from _results import budget_decoder, machine_facts, paired_speeds  # noqa: E402
+from bdlm_conversion import (  # noqa: E402  its recipe, runs and decodings
+    ARLM_DECODING,
+    BDLM_DECODING,
+    CONVERTED_B,
+    POSITION_MASKING,
+    likelihood,
+    trained,
+)
 from xlm_bdlm import layout  # noqa: E402
 
 import xlm_core  # noqa: E402
 from xlm_core.checkpoint import CheckpointRecord  # noqa: E402
-from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.evaluation import generative_perplexity  # noqa: E402
-from xlm_core.runner import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bdlm_parallelism.json"
-BLOCK = 4
 THRESHOLDS = (0.9, 0.7, 0.5, 0.3, 0.1)
 ORDERS = ("confidence", "left_to_right")
-GOAL = {"sampler": "threshold", "threshold": 0.9, "kv_cache": True}
 
 
 def arguments() -> argparse.Namespace:
@@ -94,23 +96,17 @@ def converted(args: argparse.Namespace, teacher: Any) -> Any:
         f"model.{key}={getattr(model, key)}"
         for key in ("d_model", "n_layers", "n_heads", "learned_positions")
     ]
-    sets += [f"model.block_size={BLOCK}", *POSITION_MASKING, f"training.max_steps={args.steps}"]
     sets += [f"training.batch_size={teacher.run_config.training.batch_size}"]
-    config = resolve_run_config("bdlm", preset="tiny", sets=sets)
-    run_dir = args.work / f"{args.label}-b{BLOCK}-{args.steps}"
-    if finished_run(run_dir, config):
-        print(f"using the finished run {run_dir}", file=sys.stderr)
-    else:
-        print(f"training {run_dir.name}: {args.steps} steps from {args.teacher}", file=sys.stderr)
-        train(
-            config,
-            run_dir=run_dir,
-            overwrite=True,
-            progress=False,
-            evaluate=False,
-            init_from=args.teacher,
-        )
-    return xlm_core.load(run_dir / "final", device="cpu")
+    run = trained(
+        argparse.Namespace(work=args.work, sets=sets),
+        f"{args.label}-b{CONVERTED_B}-{args.steps}",
+        "bdlm",
+        args.steps,
+        f"model.block_size={CONVERTED_B}",
+        *POSITION_MASKING,
+        init_from=args.teacher,
+    )
+    return xlm_core.load(run, device="cpu")
 
 
 @torch.no_grad()
@@ -119,18 +115,18 @@ def confidence(pipeline: Any, limit: int) -> dict[str, Any]:
     top-1 accuracy, share above 0.9 and 0.5; and the share of blocks with two positions above 0.9."""
     vocab, model = pipeline.vocab, pipeline.model.eval()
     targets = [list(e.target_ids) for e in pipeline.task.examples("test")[:limit]]
-    width = min(len(t) for t in targets) // BLOCK * BLOCK
+    width = min(len(t) for t in targets) // CONVERTED_B * CONVERTED_B
     text = torch.tensor([t[:width] for t in targets])
     prefix, _ = layout.prefix_rows(
         [[] for _ in targets], vocab, pipeline.shape, pipeline.run_config.model.shift
     )
     top, right, above_9, above_5, two = [], [], [], [], []
-    for start in range(0, width, BLOCK):
-        masked = torch.full((len(text), BLOCK), vocab.mask_id)
+    for start in range(0, width, CONVERTED_B):
+        masked = torch.full((len(text), CONVERTED_B), vocab.mask_id)
         stream = torch.cat([prefix, text[:, :start], masked], dim=1)
         probs, guess = model.stream_logits(stream, None).float().softmax(-1).max(-1)
         top.append(probs)
-        right.append(guess == text[:, start : start + BLOCK])
+        right.append(guess == text[:, start : start + CONVERTED_B])
         above_9.append(probs > 0.9)
         above_5.append(probs > 0.5)
         two.append((probs > 0.9).sum(1) >= 2)
@@ -139,7 +135,7 @@ def confidence(pipeline: Any, limit: int) -> dict[str, Any]:
         return torch.cat(parts).float().mean(0).tolist()
 
     return {
-        "blocks": len(text) * (width // BLOCK),
+        "blocks": len(text) * (width // CONVERTED_B),
         "mean_top_probability": by_position(top),
         "top1_accuracy": by_position(right),
         "share_above_0.9": by_position(above_9),
@@ -163,7 +159,7 @@ def sweep(
     for order in ORDERS:
         for tau in THRESHOLDS:
             settings = pipeline.settings(
-                **GOAL | {"threshold": tau, "order": order},
+                **BDLM_DECODING | {"threshold": tau, "order": order},
                 max_new_tokens=pipeline.shape.target_length,
             )
             judged = generative_perplexity(pipeline, teacher, "test", args.judged, settings)
@@ -185,10 +181,10 @@ def sweep(
 
 def speed(pipeline: Any, teacher: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """BDLM (tau = 0.9) tokens/s over the teacher's (KV cache), median of alternated pairs."""
-    bdlm, arlm = budget_decoder(pipeline, GOAL), budget_decoder(teacher, {"kv_cache": True})
+    bdlm, arlm = budget_decoder(pipeline, BDLM_DECODING), budget_decoder(teacher, ARLM_DECODING)
+    batches = list(zip((1, 16), args.speed_rows, strict=True))
     out = []
-    for batch, rows in zip((1, 16), args.speed_rows, strict=True):
-        p = paired(partial(arlm, batch, rows), partial(bdlm, batch, rows), args.pairs)
+    for (batch, _), p in zip(batches, paired_speeds(arlm, bdlm, batches, args.pairs), strict=True):
         out.append(
             {
                 "batch": batch,
@@ -209,7 +205,7 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             "\n| position in block | mean top probability | top-1 accuracy | share > 0.9 | share > 0.5 |\n|---:|---:|---:|---:|---:|"
         )
-        for i in range(BLOCK):
+        for i in range(CONVERTED_B):
             print(
                 f"| {i + 1} | {c['mean_top_probability'][i]:.3f} | {c['top1_accuracy'][i]:.3f} | {c['share_above_0.9'][i]:.4f} | {c['share_above_0.5'][i]:.4f} |"
             )
@@ -247,9 +243,9 @@ def main() -> None:
         **machine_facts("cpu"),
         "teacher": str(args.teacher),
         "teacher_steps": CheckpointRecord.read(teacher.checkpoint).step,
-        "teacher_nll": teacher.score(list(teacher.task.examples("test")[:limit]))["nll"],
+        "teacher_nll": likelihood(teacher, limit)["nll"],
         "steps": args.steps,
-        "bdlm_nll": pipeline.score(list(pipeline.task.examples("test")[:limit]))["nll"],
+        "bdlm_nll": likelihood(pipeline, limit)["nll"],
         "teacher_gen_ppl": own["gen_ppl"],
         "confidence": confidence(pipeline, limit),
         "thresholds": sweep(pipeline, teacher, own, args),

@@ -27,7 +27,6 @@ import json
 import statistics
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ apply_thread_policy()  # what `xlm generate` runs with: set before torch is impo
 
 import torch  # noqa: E402
 from _corpus import add_corpus_argument, corpus_task  # noqa: E402
-from _results import budget_decoder, machine_facts, median_row, paired  # noqa: E402
+from _results import budget_decoder, machine_facts, median_row, paired_speeds  # noqa: E402
 
 from xlm_core.config import resolve_run_config  # noqa: E402
 from xlm_core.data.tasks import build_task  # noqa: E402
@@ -81,8 +80,7 @@ def compare(
     every pair)."""
     out = []
     a, c = budget_decoder(arlm, DECODING), budget_decoder(calm, DECODING)
-    for batch, rows in batches:
-        both = paired(partial(a, batch, rows), partial(c, batch, rows), pairs)
+    for (batch, _), both in zip(batches, paired_speeds(a, c, batches, pairs), strict=True):
         runs = {"arlm": both["first"], "calm": both["second"]}
         out.append({
             "batch": batch,
